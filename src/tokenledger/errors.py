@@ -1,0 +1,83 @@
+"""The tokenledger exception tree.
+
+Every error a user can cause or meet derives from :class:`TokenLedgerError` and carries a stable
+``code`` (for JSON APIs and scripts) and an ``http_status`` (mapped in one place by the server)::
+
+    TokenLedgerError
+    ├── InvalidInput          400  bad data: an event, a price, an option
+    │   └── InvalidEvent      400  one usage event failed validation (``location`` says where)
+    ├── NotFound              404  a request id, budget, price override... that does not exist
+    ├── Conflict              409  the write would contradict what is stored
+    ├── Forbidden             403  the caller's role does not allow this
+    ├── BudgetExceeded        429  a budget refused the spend (see tokenledger.budgets)
+    └── StorageUnavailable    503  the database cannot be reached; retry later
+
+Messages say what was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TokenLedgerError",
+    "InvalidInput",
+    "InvalidEvent",
+    "NotFound",
+    "Conflict",
+    "Forbidden",
+    "StorageUnavailable",
+]
+
+
+class TokenLedgerError(Exception):
+    code = "error"
+    http_status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message}
+
+
+class InvalidInput(TokenLedgerError):
+    code = "invalid_input"
+    http_status = 400
+
+
+class InvalidEvent(InvalidInput):
+    """A usage event that cannot be accepted; ``errors`` lists each problem as ``field: reason``."""
+
+    code = "invalid_event"
+
+    def __init__(self, message: str, *, errors: list[str] | None = None, location: str | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or [message]
+        self.location = location
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        out["errors"] = self.errors
+        if self.location is not None:
+            out["location"] = self.location
+        return out
+
+
+class NotFound(TokenLedgerError):
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(TokenLedgerError):
+    code = "conflict"
+    http_status = 409
+
+
+class Forbidden(TokenLedgerError):
+    code = "forbidden"
+    http_status = 403
+
+
+class StorageUnavailable(TokenLedgerError):
+    code = "storage_unavailable"
+    http_status = 503

@@ -1,0 +1,8 @@
+"""Price sources and exact event pricing (see :mod:`tokenledger.pricing.engine`)."""
+
+from .engine import BUCKETS, CATALOG_VERSION, Cost, PriceOverride, Pricer, PriceTable, event_usage, parse_unit_prices
+
+__all__ = [
+    "BUCKETS", "CATALOG_VERSION", "Cost", "PriceOverride", "Pricer", "PriceTable", "event_usage",
+    "parse_unit_prices",
+]

@@ -1,0 +1,60 @@
+"""Configuration, from arguments, environment variables (``TOKENLEDGER_*``) or a ``.env`` file.
+
+| setting | environment variable | default |
+| --- | --- | --- |
+| ``database_url`` | ``TOKENLEDGER_DATABASE_URL`` | ``sqlite:///./tokenledger.db`` |
+| ``fx_rates`` | ``TOKENLEDGER_FX_RATES`` (JSON, units per USD) | EUR, GBP, JPY, CHF, CAD, AUD, INR rates |
+| ``currency`` | ``TOKENLEDGER_CURRENCY`` | ``USD`` |
+| ``spool_dir`` | ``TOKENLEDGER_SPOOL_DIR`` | beside the SQLite file, or ``~/.local/state/tokenledger`` |
+| ``batch_size`` | ``TOKENLEDGER_BATCH_SIZE`` | 500 events per write |
+| ``flush_interval_s`` | ``TOKENLEDGER_FLUSH_INTERVAL_S`` | 0.2 s |
+| ``queue_size`` | ``TOKENLEDGER_QUEUE_SIZE`` | 100 000 events held before ``record()`` waits |
+"""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .store.store import DEFAULT_URL, Store
+
+__all__ = ["Settings", "DEFAULT_FX_RATES"]
+
+#: Indicative rates (units of currency per 1 USD), to be replaced by the finance team's own.
+DEFAULT_FX_RATES = {
+    "EUR": Decimal("0.92"), "GBP": Decimal("0.79"), "JPY": Decimal("150"), "CHF": Decimal("0.88"),
+    "CAD": Decimal("1.37"), "AUD": Decimal("1.52"), "INR": Decimal("83.5"),
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOKENLEDGER_", env_file=".env", extra="ignore")
+
+    database_url: str = DEFAULT_URL
+    fx_rates: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_FX_RATES))
+    currency: str = "USD"
+    spool_dir: Path | None = None
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    flush_interval_s: float = Field(default=0.2, gt=0, le=60)
+    queue_size: int = Field(default=100_000, ge=100)
+
+    @field_validator("fx_rates")
+    @classmethod
+    def _positive(cls, rates: dict[str, Decimal]) -> dict[str, Decimal]:
+        for currency, rate in rates.items():
+            if not rate.is_finite() or rate <= 0:
+                raise ValueError(f"fx rate for {currency} must be positive")
+        return {currency.upper(): rate for currency, rate in rates.items()}
+
+    def resolved_spool_dir(self) -> Path:
+        if self.spool_dir is not None:
+            return self.spool_dir
+        path = Store.database_path(self.database_url)
+        if path is not None:
+            return Path(path + ".spool")
+        digest = hashlib.sha256(self.database_url.encode()).hexdigest()[:12]
+        return Path.home() / ".local" / "state" / "tokenledger" / f"spool-{digest}"

@@ -1,0 +1,299 @@
+"""The Store: one object over SQLite (embedded default) or PostgreSQL (many processes, one database).
+
+Dialect details live here and nowhere else:
+
+* SQLite runs in WAL mode with ``synchronous=NORMAL`` and a 30 s busy timeout; write transactions
+  start with ``BEGIN IMMEDIATE`` so concurrent writers queue for the lock instead of failing
+  half-way through, and readers never block.
+* PostgreSQL uses a connection pool; idempotency and rollups rely on ``ON CONFLICT``, which both
+  databases support with the same statement.
+
+Writes of events are idempotent by ``event_id``: an insert returns only the ids that were new, and
+only those are added to the rollups, in the same transaction. A crash between the two is
+impossible; a retry of the same batch changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, and_, create_engine, event, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from ..errors import InvalidInput, StorageUnavailable
+from . import schema
+from .schema import ROLLUP_DIMENSIONS, ROLLUP_MEASURES, events, rollup_daily, rollup_hourly
+
+__all__ = ["Store", "DEFAULT_URL", "HOUR_US", "DAY_US", "CostRow"]
+
+DEFAULT_URL = "sqlite:///./tokenledger.db"
+HOUR_US = 3_600_000_000
+DAY_US = 24 * HOUR_US
+_MIGRATIONS = Path(__file__).with_name("migrations")
+#: Rows per INSERT statement (SQLite's variable limit is 32766; an event has ~50 columns).
+_CHUNK = 500
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` and use the psycopg 3 driver for them."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    if "://" not in url:  # a bare file path
+        return f"sqlite:///{url}"
+    return url
+
+
+@dataclass(slots=True)
+class CostRow:
+    """Summed measures for one group (keys are the group-by values)."""
+
+    keys: tuple[Any, ...]
+    measures: dict[str, int | float]
+
+
+class Store:
+    """Tables, transactions and queries. Build one per process and share it across threads."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, migrate: bool = True, pool_size: int = 10) -> None:
+        self.url = normalize_url(url)
+        self.dialect = self.url.split(":", 1)[0].split("+", 1)[0]
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise InvalidInput(f"database URL {url!r}: use sqlite:///path.db or postgresql://user@host/db")
+        if self.dialect == "sqlite":
+            self.engine = self._sqlite_engine()
+        else:
+            self.engine = create_engine(
+                self.url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True,
+                connect_args={"connect_timeout": 5},
+            )
+        self._insert = sqlite_insert if self.dialect == "sqlite" else pg_insert
+        if migrate:
+            self.migrate()
+
+    # -- engine and transactions ---------------------------------------------------------------
+
+    def _sqlite_engine(self) -> Engine:
+        path = self.url.split("///", 1)[1] if "///" in self.url else ""
+        memory = path in ("", ":memory:")
+        if not memory:
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            self.url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            # One connection per checkout keeps file databases safe across threads and forks.
+            poolclass=None if memory else NullPool,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            immediate = conn.get_execution_options().get("tokenledger_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(tokenledger_write=True)
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (Alembic), idempotently."""
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        head = ScriptDirectory.from_config(config).get_current_head()
+        with self.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        if current == head:
+            return
+        with self.write() as conn:
+            if self.dialect == "postgresql":
+                # Several processes may start at once; one migrates, the others wait.
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7262211)")
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def schema_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def insert_events(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """Insert event rows, skipping event_ids already stored; returns the rows that were new.
+
+        The caller's transaction also receives the rollup increments for the new rows.
+        """
+        if not rows:
+            return []
+        new_ids: set[str] = set()
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start:start + _CHUNK]
+            statement = (
+                self._insert(events).values(list(chunk))
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(events.c.event_id)
+            )
+            new_ids.update(conn.execute(statement).scalars())
+        seen: set[str] = set()
+        fresh = []
+        for row in rows:
+            event_id = row["event_id"]
+            if event_id in new_ids and event_id not in seen:
+                seen.add(event_id)
+                fresh.append(row)
+        self.add_to_rollups(conn, fresh)
+        return fresh
+
+    def add_to_rollups(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+        hourly: dict[tuple[Any, ...], list[int | float]] = {}
+        for row in rows:
+            hour = row["ts_us"] - row["ts_us"] % HOUR_US
+            key = (hour, *(row[dim] or "" for dim in ROLLUP_DIMENSIONS))
+            acc = hourly.get(key)
+            if acc is None:
+                acc = hourly[key] = [0] * len(ROLLUP_MEASURES)
+            _accumulate(acc, row)
+        if not hourly:
+            return
+        daily: dict[tuple[Any, ...], list[int | float]] = {}
+        for key, acc in hourly.items():
+            day_key = (key[0] - key[0] % DAY_US, *key[1:])
+            total = daily.get(day_key)
+            if total is None:
+                daily[day_key] = list(acc)
+            else:
+                for i, value in enumerate(acc):
+                    total[i] += value
+        self._upsert_rollup(conn, rollup_hourly, hourly)
+        self._upsert_rollup(conn, rollup_daily, daily)
+
+    def _upsert_rollup(self, conn: Connection, table: Any, groups: dict[tuple[Any, ...], list[int | float]]) -> None:
+        names = ("bucket_us", *ROLLUP_DIMENSIONS)
+        rows = [
+            {**dict(zip(names, key, strict=True)), **dict(zip(ROLLUP_MEASURES, acc, strict=True))}
+            for key, acc in sorted(groups.items(), key=lambda item: item[0])  # fixed order avoids deadlocks
+        ]
+        for start in range(0, len(rows), _CHUNK):
+            statement = self._insert(table).values(rows[start:start + _CHUNK])
+            statement = statement.on_conflict_do_update(
+                index_elements=list(names),
+                set_={m: table.c[m] + statement.excluded[m] for m in ROLLUP_MEASURES},
+            )
+            conn.execute(statement)
+
+    def rebuild_rollups(self, conn: Connection, start_us: int, end_us: int | None = None) -> None:
+        """Recompute the rollups for whole days from ``start_us`` (rounded down) from raw events."""
+        day0 = start_us - start_us % DAY_US
+        for table in (rollup_hourly, rollup_daily):
+            condition = table.c.bucket_us >= day0
+            if end_us is not None:
+                condition = and_(condition, table.c.bucket_us < end_us)
+            conn.execute(table.delete().where(condition))
+        where = events.c.ts_us >= day0
+        if end_us is not None:
+            where = and_(where, events.c.ts_us < end_us)
+        batch: list[Mapping[str, Any]] = []
+        result = conn.execution_options(yield_per=20_000).execute(select(*_ROLLUP_SOURCE).where(where))
+        for row in result.mappings():
+            batch.append(row)
+            if len(batch) >= 20_000:
+                self.add_to_rollups(conn, batch)
+                batch = []
+        self.add_to_rollups(conn, batch)
+
+    # -- meta ----------------------------------------------------------------------------------
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        with self.read() as conn:
+            value = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == key)).scalar()
+        return default if value is None else value
+
+    def set_meta(self, key: str, value: Any, conn: Connection | None = None) -> None:
+        statement = self._insert(schema.meta).values(key=key, value=value)
+        statement = statement.on_conflict_do_update(index_elements=["key"], set_={"value": statement.excluded.value})
+        if conn is not None:
+            conn.execute(statement)
+            return
+        with self.write() as own:
+            own.execute(statement)
+
+    def count_events(self) -> int:
+        with self.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(events)).scalar() or 0)
+
+    @staticmethod
+    def database_path(url: str) -> str | None:
+        url = normalize_url(url)
+        if url.startswith("sqlite:///") and url not in ("sqlite:///", "sqlite:///:memory:"):
+            return os.path.abspath(url[len("sqlite:///"):])
+        return None
+
+
+_ROLLUP_SOURCE = (
+    events.c.ts_us, *(events.c[d] for d in ROLLUP_DIMENSIONS), events.c.status, events.c.priced,
+    events.c.input_tokens, events.c.cache_read_tokens, events.c.cache_write_tokens,
+    events.c.output_tokens, events.c.reasoning_tokens, *(events.c[c] for c in schema.COST_COLUMNS),
+    events.c.latency_ms,
+)
+
+
+def _accumulate(acc: list[int | float], row: Mapping[str, Any]) -> None:
+    acc[0] += 1
+    acc[1] += row["status"] == "error"
+    acc[2] += not row["priced"]
+    acc[3] += row["input_tokens"]
+    acc[4] += row["cache_read_tokens"]
+    acc[5] += row["cache_write_tokens"]
+    acc[6] += row["output_tokens"]
+    acc[7] += row["reasoning_tokens"]
+    acc[8] += row["cost_nanos"]
+    acc[9] += row["cost_input_nanos"]
+    acc[10] += row["cost_cache_read_nanos"]
+    acc[11] += row["cost_cache_write_nanos"]
+    acc[12] += row["cost_output_nanos"]
+    acc[13] += row["cost_other_nanos"]
+    latency = row["latency_ms"]
+    if latency is not None:
+        acc[14] += latency
+        acc[15] += 1
