@@ -23,6 +23,7 @@ import contextvars
 import threading
 import uuid
 import weakref
+from types import MappingProxyType
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ __all__ = ["Ledger", "PricedEvent", "IngestResult", "Rejection"]
 
 Clock = Callable[[], datetime]
 _ATTRIBUTION: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
-    "tokenledger_attribution", default={}
+    "tokenledger_attribution", default=MappingProxyType({})
 )
 _ATTRIBUTABLE = frozenset((*DIMENSIONS, "tags")) - {"provider", "model", "status"}
 

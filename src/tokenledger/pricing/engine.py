@@ -33,7 +33,7 @@ from typing import Any
 import genai_prices
 from genai_prices import data_snapshot
 from genai_prices.data_units import unit_data
-from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices, Tier, TimeOfDateConstraint
+from genai_prices.types import ModelInfo, ModelPrice, Provider, Tier, TieredPrices, TimeOfDateConstraint
 from genai_prices.units import UnitDef, UnitRegistry
 
 from ..errors import InvalidInput
@@ -244,7 +244,8 @@ class PriceTable:
         )
         return cls(units, descendants, factor, source, version, provider, model_id, has_tiers, nano_rates)
 
-    def price(self, usage: dict[str, int]) -> Cost:
+    def leaves(self, usage: dict[str, int]) -> list[int]:
+        """Billable count of each unit: a unit's usage minus its more specific priced parts."""
         leaves: list[int] = [0] * len(self.units)
         for i, (unit, _, _) in enumerate(self.units):
             if unit.usage_key == "requests":
@@ -254,23 +255,32 @@ class PriceTable:
             for j in self.descendants[i]:
                 leaf -= leaves[j]
             if leaf < 0:
-                raise InvalidInput(
-                    f"usage does not add up for {unit.usage_key}: its parts exceed it by {-leaf}"
-                )
+                raise InvalidInput(f"usage does not add up for {unit.usage_key}: its parts exceed it by {-leaf}")
             leaves[i] = leaf
+        return leaves
+
+    def rate(self, index: int, total_input: int) -> Decimal:
+        """The unit price (before ``factor``) that applies at this request's input size."""
+        price = self.units[index][1]
+        if not isinstance(price, TieredPrices):
+            return price
+        for tier in reversed(price.tiers):
+            if total_input > tier.start:  # the whole request moves to the tier; boundary exclusive
+                return tier.price
+        return price.base
+
+    def price(self, usage: dict[str, int]) -> Cost:
+        leaves = self.leaves(usage)
         total_input = usage.get("input_tokens", 0)
         components: dict[str, int] = {}
         buckets = [0, 0, 0, 0, 0]
-        for (unit, price, bucket), count, nano_rate in zip(self.units, leaves, self.nano_rates, strict=True):
+        for i, ((unit, price, bucket), count, nano_rate) in enumerate(
+            zip(self.units, leaves, self.nano_rates, strict=True)
+        ):
             if not count:
                 continue
             if isinstance(price, TieredPrices):
-                rate = price.base
-                for tier in reversed(price.tiers):
-                    if total_input > tier.start:
-                        rate = tier.price
-                        break
-                nano_rate = rate * self.factor * NANOS_PER_USD / unit.per
+                nano_rate = self.rate(i, total_input) * self.factor * NANOS_PER_USD / unit.per
             nanos = int((nano_rate * count).quantize(_NANO, ROUND_HALF_EVEN))
             components[unit.price_key] = nanos
             buckets[_BUCKET_INDEX[bucket]] += nanos

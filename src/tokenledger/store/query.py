@@ -22,7 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import InvalidInput
 from ..usage import DIMENSIONS
-from .schema import COST_COLUMNS, ROLLUP_DIMENSIONS, ROLLUP_MEASURES, events, rollup_daily, rollup_hourly
+from .schema import COST_COLUMNS, ROLLUP_MEASURES, events, rollup_daily, rollup_hourly
 from .store import DAY_US, HOUR_US, CostRow, Store
 
 __all__ = ["grouped_costs", "GROUP_KEYS", "validate_keys"]

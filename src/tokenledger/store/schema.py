@@ -128,7 +128,7 @@ def _rollup(name: str) -> Table:
         *(Column(m, BigInteger, nullable=False, server_default="0") for m in ROLLUP_MEASURES
           if m != "latency_ms_sum"),
         Column("latency_ms_sum", Float, nullable=False, server_default="0"),
-        UniqueConstraint("bucket_us", *ROLLUP_DIMENSIONS),
+        UniqueConstraint("bucket_us", *ROLLUP_DIMENSIONS, name=f"uq_{name}_key"),
     )
 
 

@@ -26,7 +26,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, and_, create_engine, event, func, insert, select
+from sqlalchemy import Connection, Engine, and_, create_engine, event, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
@@ -234,7 +234,7 @@ class Store:
         if end_us is not None:
             where = and_(where, events.c.ts_us < end_us)
         batch: list[Mapping[str, Any]] = []
-        result = conn.execution_options(yield_per=20_000).execute(select(*_ROLLUP_SOURCE).where(where))
+        result = conn.execute(select(*_ROLLUP_SOURCE).where(where), execution_options={"yield_per": 20_000})
         for row in result.mappings():
             batch.append(row)
             if len(batch) >= 20_000:

@@ -1,0 +1,37 @@
+"""The ``tokenledger`` command line: thin Typer commands over the library."""
+
+from __future__ import annotations
+
+import typer
+
+from ..store.store import DEFAULT_URL
+from . import _common, costs, demo, ingest, pricing, setup
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="tokenledger",
+    help="Meter, price, attribute and query the LLM spend of an agent fleet.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    db: str = typer.Option(
+        None, "--db", envvar="TOKENLEDGER_DATABASE_URL", show_envvar=True,
+        help=f"Database URL: sqlite:///path.db or postgresql://user@host/db [default: {DEFAULT_URL}]",
+    ),
+) -> None:
+    ctx.obj = _common.State(db=db)
+
+
+for module in (setup, ingest, costs, pricing, demo):
+    module.register(app)
+
+
+def main() -> None:
+    app()

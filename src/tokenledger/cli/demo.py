@@ -1,0 +1,63 @@
+"""``tokenledger demo``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..money import format_usd
+from ._common import OutputFormat, console, emit, err_console, handle_errors, open_ledger
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def demo(
+        ctx: typer.Context,
+        seed: int = typer.Option(7, "--seed", help="Same seed, same fleet and events."),
+        days: int = typer.Option(90, "--days", min=14, max=730),
+        events: int = typer.Option(200_000, "--events", min=1000, max=100_000_000),
+        output: OutputFormat = typer.Option(OutputFormat.table, "--format"),
+    ) -> None:
+        """Build a realistic synthetic fleet ledger (replaces earlier demo data, keeps real data)."""
+        from ..demo import DemoSpec, load_demo
+
+        with open_ledger(ctx) as ledger, handle_errors():
+            end = ledger.clock().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+            spec = DemoSpec(seed=seed, days=days, events=events, end=end)
+            progress = Progress(TextColumn("[bold]demo"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
+                                TimeRemainingColumn(), console=err_console,
+                                disable=output == OutputFormat.json or not sys.stderr.isatty(), transient=True)
+            with progress:
+                task = progress.add_task("demo", total=events)
+                summary = load_demo(ledger, spec, on_progress=lambda n: progress.advance(task, n))
+            report = ledger.costs(by=["department"], since=spec.end - timedelta(days=days), until=spec.end)
+        if output == OutputFormat.json:
+            sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+            return
+        console.print(
+            f"[bold green]Demo ledger ready[/]: {summary['accepted']:,} events over {days} days, "
+            f"{summary['departments']} departments, {summary['agents']} agents, {summary['models']} models, "
+            f"total {format_usd(int(report.total['cost_nanos']))} USD "
+            f"({summary['unpriced']:,} unpriced events on a self-hosted model)."
+        )
+        emit(report.rows()[:12], OutputFormat.table, columns=("department", "cost_usd", "requests",
+                                                               "cost_per_request_usd"),
+             title="Spend by department")
+        console.print(f"{len(summary['ground_truth'])} injected anomalies are recorded as ground truth "
+                      "(meta key demo_ground_truth).")
+        console.print("\nNext, try:")
+        for command in (
+            "tokenledger costs --by department --since 30d",
+            "tokenledger costs --by provider,model --since MTD --format json",
+            "tokenledger costs --by day --since 14d --where department=research",
+            "tokenledger costs --by agent --since 7d --where environment=production",
+            "tokenledger price --provider anthropic --model claude-sonnet-4-5 --input-tokens 250000 "
+            "--output-tokens 2000",
+            "tokenledger pricing set --provider vllm --model acme-llama-70b-ft --price input_mtok=0.4 "
+            "--price output_mtok=0.8 && tokenledger reprice --since 90d",
+        ):
+            console.print(f"  [cyan]{command}[/]")
