@@ -55,7 +55,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if not PG_URL:
         if IN_CI:
             pytest.fail("CI=true but TOKENLEDGER_TEST_POSTGRES_URL is not set: PostgreSQL tests are required in CI")
-        pytest.skip("PostgreSQL tests skipped: set TOKENLEDGER_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test")
+        pytest.skip(
+            "PostgreSQL tests skipped: set TOKENLEDGER_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test"
+        )
     yield from _pg_schema_url(PG_URL)
 
 

@@ -13,9 +13,15 @@ from tokenledger import Ledger, Settings
 from tokenledger.pricing import Pricer
 from tokenledger.usage import parse_event
 
-MODELS = [("openai", "gpt-4o"), ("openai", "o3-mini"), ("anthropic", "claude-sonnet-4-5"),
-          ("anthropic", "claude-opus-4-1"), ("google", "gemini-2.5-pro"), ("mistral", "mistral-large-latest"),
-          ("vllm", "unknown-model")]
+MODELS = [
+    ("openai", "gpt-4o"),
+    ("openai", "o3-mini"),
+    ("anthropic", "claude-sonnet-4-5"),
+    ("anthropic", "claude-opus-4-1"),
+    ("google", "gemini-2.5-pro"),
+    ("mistral", "mistral-large-latest"),
+    ("vllm", "unknown-model"),
+]
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
 PRICER = Pricer()
 
@@ -29,10 +35,14 @@ def usage_events(draw, with_id: bool = True):
     output = draw(st.integers(0, 200_000))
     event = {
         "timestamp": (T0 + timedelta(microseconds=draw(st.integers(0, 20 * 86_400 * 10**6)))).isoformat(),
-        "provider": provider, "model": model,
-        "input_tokens": input_tokens, "cache_read_tokens": cache_read, "cache_write_tokens": cache_write,
+        "provider": provider,
+        "model": model,
+        "input_tokens": input_tokens,
+        "cache_read_tokens": cache_read,
+        "cache_write_tokens": cache_write,
         "cache_write_1h_tokens": draw(st.integers(0, cache_write)),
-        "output_tokens": output, "reasoning_tokens": draw(st.integers(0, output)),
+        "output_tokens": output,
+        "reasoning_tokens": draw(st.integers(0, output)),
         "service_tier": draw(st.sampled_from(["standard", "batch", "flex", "priority"])),
         "department": draw(st.sampled_from(["research", "support", "legal", None])),
         "agent": draw(st.sampled_from(["a", "b", "c"])),
@@ -53,13 +63,19 @@ def test_components_sum_to_total_exactly(data):
 
 def _ledger(tmp_path_factory) -> Ledger:
     folder = tmp_path_factory.mktemp("prop")
-    return Ledger(settings=Settings(database_url=f"sqlite:///{folder / 'p.db'}", spool_dir=folder / "spool"),
-                  background=False, clock=lambda: T0 + timedelta(days=30))
+    return Ledger(
+        settings=Settings(database_url=f"sqlite:///{folder / 'p.db'}", spool_dir=folder / "spool"),
+        background=False,
+        clock=lambda: T0 + timedelta(days=30),
+    )
 
 
-@given(st.lists(usage_events(), min_size=1, max_size=60),
-       st.sampled_from([["department"], ["model"], ["department", "agent"], ["day"], ["provider", "service_tier"]]),
-       st.integers(0, 10 * 86_400), st.integers(3_600, 25 * 86_400))
+@given(
+    st.lists(usage_events(), min_size=1, max_size=60),
+    st.sampled_from([["department"], ["model"], ["department", "agent"], ["day"], ["provider", "service_tier"]]),
+    st.integers(0, 10 * 86_400),
+    st.integers(3_600, 25 * 86_400),
+)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_grouped_sums_equal_total_exactly(tmp_path_factory, items, by, start, length):
     ledger = _ledger(tmp_path_factory)
@@ -71,15 +87,21 @@ def test_grouped_sums_equal_total_exactly(tmp_path_factory, items, by, start, le
         assert sum(Decimal(r["cost_usd"]) for r in grouped.rows()) == Decimal(overall.total_json()["cost_usd"])
         assert sum(r["requests"] for r in grouped.rows()) == overall.total["requests"]
         # and the total is the exact sum of the individual events' costs in the window
-        expected = sum(PRICER.price(parse_event(e)).total_nanos for e in {e["event_id"]: e for e in items}.values()
-                       if since <= datetime.fromisoformat(e["timestamp"]) < until)
+        expected = sum(
+            PRICER.price(parse_event(e)).total_nanos
+            for e in {e["event_id"]: e for e in items}.values()
+            if since <= datetime.fromisoformat(e["timestamp"]) < until
+        )
         assert overall.total["cost_nanos"] == expected
     finally:
         ledger.close()
 
 
-@given(st.lists(st.one_of(usage_events(with_id=False), st.just("{broken"), st.just('{"model": "x"}')),
-                min_size=1, max_size=40))
+@given(
+    st.lists(
+        st.one_of(usage_events(with_id=False), st.just("{broken"), st.just('{"model": "x"}')), min_size=1, max_size=40
+    )
+)
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_ingesting_the_same_file_twice_changes_nothing(tmp_path_factory, lines):
     from tokenledger.files import read_events

@@ -22,15 +22,18 @@ FIXTURES = Path(__file__).parent / "providers" / "fixtures"
 
 
 def make_ledger(tmp_path, **kw) -> Ledger:
-    return Ledger(settings=Settings(database_url=f"sqlite:///{tmp_path / 'sdk.db'}", spool_dir=tmp_path / "spool"),
-                  **kw)
+    return Ledger(
+        settings=Settings(database_url=f"sqlite:///{tmp_path / 'sdk.db'}", spool_dir=tmp_path / "spool"), **kw
+    )
 
 
 def test_record_response_from_real_sdk_objects(tmp_path):
     completion = openai.types.chat.ChatCompletion.model_validate(
-        json.loads((FIXTURES / "openai_chat_o4_mini_cached_reasoning.json").read_text()))
+        json.loads((FIXTURES / "openai_chat_o4_mini_cached_reasoning.json").read_text())
+    )
     message = anthropic.types.Message.model_validate(
-        json.loads((FIXTURES / "anthropic_cache_web_search.json").read_text()))
+        json.loads((FIXTURES / "anthropic_cache_web_search.json").read_text())
+    )
     with make_ledger(tmp_path, background=False) as ledger:
         with ledger.attribute(department="research", agent="planner"):
             a = ledger.record_response(completion, operation="plan")
@@ -49,6 +52,7 @@ def test_record_response_from_real_sdk_objects(tmp_path):
 
 def test_threads_record_concurrently_without_loss(tmp_path):
     with make_ledger(tmp_path) as ledger:
+
         def worker(n: int) -> None:
             with ledger.attribute(agent=f"agent-{n}"):
                 for i in range(250):
@@ -94,8 +98,9 @@ CRASHER = textwrap.dedent("""
 
 def test_kill_9_loses_nothing_and_replay_charges_once(tmp_path):
     url, spool = f"sqlite:///{tmp_path / 'crash.db'}", tmp_path / "spool"
-    proc = subprocess.Popen([sys.executable, "-c", CRASHER, url, str(spool)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHER, url, str(spool)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "recorded"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)

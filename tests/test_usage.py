@@ -47,8 +47,14 @@ def test_bad_fields_are_named(change, expected):
 
 
 def test_line_item_needs_no_model_and_keeps_exact_cost():
-    event = parse_event({"timestamp": "2026-10-01T00:00:00Z", "provider": "aws", "category": "infrastructure",
-                         "cost_usd": "12.345678901"})
+    event = parse_event(
+        {
+            "timestamp": "2026-10-01T00:00:00Z",
+            "provider": "aws",
+            "category": "infrastructure",
+            "cost_usd": "12.345678901",
+        }
+    )
     assert event.cost_usd == Decimal("12.345678901")
 
 

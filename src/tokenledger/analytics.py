@@ -40,7 +40,11 @@ def _ratio_usd(nanos: int, divisor: int, scale: int = 1) -> str | None:
 def row_to_json(by: Sequence[str], keys: Sequence[Any], measures: Mapping[str, int | float]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in zip(by, keys, strict=True):
-        out[name] = from_us(value).isoformat().replace("+00:00", "Z") if name in ("hour", "day") and value is not None else value
+        out[name] = (
+            from_us(value).isoformat().replace("+00:00", "Z")
+            if name in ("hour", "day") and value is not None
+            else value
+        )
     requests = int(measures["requests"])
     cost = int(measures["cost_nanos"])
     tokens = int(measures["input_tokens"]) + int(measures["output_tokens"])
@@ -73,8 +77,18 @@ class CostReport:
         for row in self.groups:
             for name, value in row.measures.items():
                 total[name] = total.get(name, 0) + value
-        return total or {name: 0 for name in ("requests", "errors", "unpriced", "latency_ms_sum", "latency_count",
-                                                *_TOKEN_MEASURES, *COST_COLUMNS)}
+        return total or {
+            name: 0
+            for name in (
+                "requests",
+                "errors",
+                "unpriced",
+                "latency_ms_sum",
+                "latency_count",
+                *_TOKEN_MEASURES,
+                *COST_COLUMNS,
+            )
+        }
 
     def rows(self) -> list[dict[str, Any]]:
         ordered = sorted(self.groups, key=lambda r: (-int(r.measures["cost_nanos"]), [str(k) for k in r.keys]))
@@ -104,8 +118,14 @@ def _normalize_where(where: Mapping[str, Any] | None) -> dict[str, list[str | No
     return out
 
 
-def cost_report(ledger: Ledger, *, by: Sequence[str] = (), since: Any = "30d", until: Any = None,
-                where: Mapping[str, Any] | None = None) -> CostReport:
+def cost_report(
+    ledger: Ledger,
+    *,
+    by: Sequence[str] = (),
+    since: Any = "30d",
+    until: Any = None,
+    where: Mapping[str, Any] | None = None,
+) -> CostReport:
     start, end = parse_range(since, until, now=ledger.clock())
     filters = _normalize_where(where)
     groups = grouped_costs(ledger.store, list(by), to_us(start), to_us(end), filters)
@@ -115,9 +135,11 @@ def cost_report(ledger: Ledger, *, by: Sequence[str] = (), since: Any = "30d", u
 def event_detail(store: Store, key: str) -> dict[str, Any] | None:
     """One stored event by ``event_id`` or ``request_id``, with its itemised cost."""
     with store.read() as conn:
-        row = conn.execute(
-            select(events).where(or_(events.c.event_id == key, events.c.request_id == key)).limit(1)
-        ).mappings().first()
+        row = (
+            conn.execute(select(events).where(or_(events.c.event_id == key, events.c.request_id == key)).limit(1))
+            .mappings()
+            .first()
+        )
     if row is None:
         return None
     data = {k: v for k, v in row.items() if v is not None and k not in ("id", "ts_us", "ingested_us")}

@@ -101,9 +101,7 @@ def _read_csv(path: Path) -> Iterator[tuple[str, Any]]:
                 raise InvalidInput(f"{location}: CSV header must name the event fields (timestamp, provider, model...)")
             continue
         if len(cells) != len(header):
-            yield location, InvalidEvent(
-                f"{len(cells)} cells but the header has {len(header)}", location=location
-            )
+            yield location, InvalidEvent(f"{len(cells)} cells but the header has {len(header)}", location=location)
             continue
         yield location, _csv_row(dict(zip(header, cells, strict=True)), location)
 

@@ -23,12 +23,12 @@ import contextvars
 import threading
 import uuid
 import weakref
-from types import MappingProxyType
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 from .errors import InvalidEvent, TokenLedgerError
@@ -325,8 +325,13 @@ class Ledger:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def costs(self, by: Sequence[str] = (), since: Any = "30d", until: Any = None,
-              where: Mapping[str, Sequence[str | None]] | None = None) -> Any:
+    def costs(
+        self,
+        by: Sequence[str] = (),
+        since: Any = "30d",
+        until: Any = None,
+        where: Mapping[str, Sequence[str | None]] | None = None,
+    ) -> Any:
         """Grouped spend (see :func:`tokenledger.analytics.cost_report`)."""
         from .analytics import cost_report
 

@@ -32,8 +32,24 @@ NANOS_PER_USD = 1_000_000_000
 _NANO = Decimal(1)
 
 CURRENCY_DECIMALS: dict[str, int] = {
-    "USD": 2, "EUR": 2, "GBP": 2, "JPY": 0, "CHF": 2, "CAD": 2, "AUD": 2, "INR": 2, "CNY": 2,
-    "SEK": 2, "NOK": 2, "DKK": 2, "KRW": 0, "BRL": 2, "MXN": 2, "SGD": 2, "HKD": 2, "NZD": 2,
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "JPY": 0,
+    "CHF": 2,
+    "CAD": 2,
+    "AUD": 2,
+    "INR": 2,
+    "CNY": 2,
+    "SEK": 2,
+    "NOK": 2,
+    "DKK": 2,
+    "KRW": 0,
+    "BRL": 2,
+    "MXN": 2,
+    "SGD": 2,
+    "HKD": 2,
+    "NZD": 2,
 }
 
 

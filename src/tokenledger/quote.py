@@ -14,12 +14,20 @@ from .usage import parse_event
 __all__ = ["quote"]
 
 
-def quote(pricer: Pricer, *, provider: str | None, model: str, timestamp: datetime,
-          service_tier: str = "standard", **tokens: int) -> dict[str, Any]:
+def quote(
+    pricer: Pricer,
+    *,
+    provider: str | None,
+    model: str,
+    timestamp: datetime,
+    service_tier: str = "standard",
+    **tokens: int,
+) -> dict[str, Any]:
     """``{"total_usd", "components", "source", ...}`` plus ``lines`` explaining each component."""
     try:
-        event = parse_event({"provider": provider, "model": model, "timestamp": timestamp,
-                             "service_tier": service_tier, **tokens})
+        event = parse_event(
+            {"provider": provider, "model": model, "timestamp": timestamp, "service_tier": service_tier, **tokens}
+        )
     except InvalidEvent as exc:
         raise InvalidInput(exc.message) from None
     cost = pricer.price(event)
@@ -32,13 +40,15 @@ def quote(pricer: Pricer, *, provider: str | None, model: str, timestamp: dateti
             nanos = cost.components.get(unit.price_key)
             if nanos is None:
                 continue
-            lines.append({
-                "component": unit.price_key,
-                "units": count,
-                "price": f"{(table.rate(i, total_input) * table.factor).normalize():f}",
-                "per": f"{unit.per:,}",
-                "cost_usd": format_usd(nanos),
-            })
+            lines.append(
+                {
+                    "component": unit.price_key,
+                    "units": count,
+                    "price": f"{(table.rate(i, total_input) * table.factor).normalize():f}",
+                    "per": f"{unit.per:,}",
+                    "cost_usd": format_usd(nanos),
+                }
+            )
     return {
         **cost.as_dict(),
         "lines": lines,

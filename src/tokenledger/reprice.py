@@ -27,8 +27,18 @@ if TYPE_CHECKING:
 
 __all__ = ["reprice", "RepriceResult"]
 
-_REBUILD = ("provider", "model", "service_tier", "category", "status", "input_tokens", "cache_read_tokens",
-            "cache_write_tokens", "output_tokens", "reasoning_tokens")
+_REBUILD = (
+    "provider",
+    "model",
+    "service_tier",
+    "category",
+    "status",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
 
 
 @dataclass
@@ -39,8 +49,12 @@ class RepriceResult:
     delta_nanos: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"events": self.events, "changed": self.changed, "newly_priced": self.newly_priced,
-                "delta_usd": format_usd(self.delta_nanos)}
+        return {
+            "events": self.events,
+            "changed": self.changed,
+            "newly_priced": self.newly_priced,
+            "delta_usd": format_usd(self.delta_nanos),
+        }
 
 
 def _event_from_row(row: Any) -> UsageEvent:
@@ -52,8 +66,12 @@ def _event_from_row(row: Any) -> UsageEvent:
     return UsageEvent.model_validate(data)
 
 
-def reprice(ledger: Ledger, since: datetime, until: datetime | None = None,
-            on_progress: Callable[[int, int], None] | None = None) -> RepriceResult:
+def reprice(
+    ledger: Ledger,
+    since: datetime,
+    until: datetime | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RepriceResult:
     """Re-price events in ``[since, until)``; ``on_progress(done_days, total_days)``."""
     ledger.flush()
     store, pricer = ledger.store, ledger.pricer
@@ -68,34 +86,61 @@ def reprice(ledger: Ledger, since: datetime, until: datetime | None = None,
     update = (
         events.update()
         .where(events.c.id == bindparam("row_id"))
-        .values({name: bindparam(f"new_{name}") for name in (
-            "cost_nanos", *(f"cost_{b}_nanos" for b in BUCKETS), "cost_components", "priced",
-            "price_source", "price_version", "catalog_model", "unpriced_reason", "provider")})
+        .values(
+            {
+                name: bindparam(f"new_{name}")
+                for name in (
+                    "cost_nanos",
+                    *(f"cost_{b}_nanos" for b in BUCKETS),
+                    "cost_components",
+                    "priced",
+                    "price_source",
+                    "price_version",
+                    "catalog_model",
+                    "unpriced_reason",
+                    "provider",
+                )
+            }
+        )
     )
     done = 0
     while day < end:
         start_us = max(to_us(day), to_us(since))
         stop_us = min(to_us(day + timedelta(days=1)), to_us(end))
         with store.write() as conn:
-            rows = conn.execute(
-                select(events).where(and_(events.c.ts_us >= start_us, events.c.ts_us < stop_us,
-                                          events.c.price_source != "line-item"))
-            ).mappings().all()
+            rows = (
+                conn.execute(
+                    select(events).where(
+                        and_(events.c.ts_us >= start_us, events.c.ts_us < stop_us, events.c.price_source != "line-item")
+                    )
+                )
+                .mappings()
+                .all()
+            )
             changes = []
             for row in rows:
                 cost = pricer.price(_event_from_row(row))
                 result.events += 1
-                if (cost.total_nanos == row["cost_nanos"] and cost.priced == row["priced"]
-                        and cost.version == row["price_version"]):
+                if (
+                    cost.total_nanos == row["cost_nanos"]
+                    and cost.priced == row["priced"]
+                    and cost.version == row["price_version"]
+                ):
                     continue
                 result.changed += 1
                 result.newly_priced += cost.priced and not row["priced"]
                 result.delta_nanos += cost.total_nanos - row["cost_nanos"]
-                change = {"row_id": row["id"], "new_cost_nanos": cost.total_nanos,
-                          "new_cost_components": cost.components or None, "new_priced": cost.priced,
-                          "new_price_source": cost.source, "new_price_version": cost.version,
-                          "new_catalog_model": cost.model_id, "new_unpriced_reason": cost.reason,
-                          "new_provider": cost.provider}
+                change = {
+                    "row_id": row["id"],
+                    "new_cost_nanos": cost.total_nanos,
+                    "new_cost_components": cost.components or None,
+                    "new_priced": cost.priced,
+                    "new_price_source": cost.source,
+                    "new_price_version": cost.version,
+                    "new_catalog_model": cost.model_id,
+                    "new_unpriced_reason": cost.reason,
+                    "new_provider": cost.provider,
+                }
                 for name, value in zip(BUCKETS, cost.buckets, strict=True):
                     change[f"new_cost_{name}_nanos"] = value
                 changes.append(change)

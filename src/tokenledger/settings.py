@@ -26,8 +26,13 @@ __all__ = ["Settings", "DEFAULT_FX_RATES"]
 
 #: Indicative rates (units of currency per 1 USD), to be replaced by the finance team's own.
 DEFAULT_FX_RATES = {
-    "EUR": Decimal("0.92"), "GBP": Decimal("0.79"), "JPY": Decimal("150"), "CHF": Decimal("0.88"),
-    "CAD": Decimal("1.37"), "AUD": Decimal("1.52"), "INR": Decimal("83.5"),
+    "EUR": Decimal("0.92"),
+    "GBP": Decimal("0.79"),
+    "JPY": Decimal("150"),
+    "CHF": Decimal("0.88"),
+    "CAD": Decimal("1.37"),
+    "AUD": Decimal("1.52"),
+    "INR": Decimal("83.5"),
 }
 
 

@@ -66,8 +66,7 @@ def parse_moment(value: Any, *, now: datetime, field: str = "since") -> datetime
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidInput(
-            f"{field}: {text!r} is not a time; use 30d, 24h, MTD, QTD, YTD, today, 2026-01-01 "
-            "or 2026-01-01T00:00:00Z"
+            f"{field}: {text!r} is not a time; use 30d, 24h, MTD, QTD, YTD, today, 2026-01-01 or 2026-01-01T00:00:00Z"
         ) from None
     if parsed.tzinfo is None:
         raise InvalidInput(f"{field}: {text!r} needs a time zone, e.g. {text}Z")

@@ -80,42 +80,106 @@ class ServiceTier(StrEnum):
 
 #: Attribution dimensions: what cost can be grouped and filtered by.
 DIMENSIONS = (
-    "provider", "model", "department", "cost_center", "project", "team", "user", "agent", "task",
-    "environment", "version", "operation", "session_id", "service_tier", "category", "status",
+    "provider",
+    "model",
+    "department",
+    "cost_center",
+    "project",
+    "team",
+    "user",
+    "agent",
+    "task",
+    "environment",
+    "version",
+    "operation",
+    "session_id",
+    "service_tier",
+    "category",
+    "status",
 )
 #: The token counts every event carries (0 when not reported).
 TOKEN_FIELDS = (
-    "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
 )
 #: Further priced units (genai-prices usage keys), kept when reported.
 EXTRA_UNIT_FIELDS = (
     "cache_write_1h_tokens",
-    "input_audio_tokens", "output_audio_tokens", "cache_audio_read_tokens",
-    "input_image_tokens", "output_image_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "cache_audio_read_tokens",
+    "input_image_tokens",
+    "output_image_tokens",
     "input_tool_tokens",
-    "web_searches", "code_executions", "rerank_searches",
-    "input_characters", "audio_seconds", "input_document_pages",
+    "web_searches",
+    "code_executions",
+    "rerank_searches",
+    "input_characters",
+    "audio_seconds",
+    "input_document_pages",
 )
 
 PROVIDER_ALIASES = {
-    "gemini": "google", "google-gla": "google", "google-vertex": "google", "vertex": "google",
-    "vertex_ai": "google", "vertexai": "google", "gcp.gemini": "google", "gcp.vertex_ai": "google",
-    "bedrock": "aws", "aws-bedrock": "aws", "aws_bedrock": "aws", "aws.bedrock": "aws",
-    "azure-openai": "azure", "azure_openai": "azure", "az.ai.openai": "azure", "azure.ai.openai": "azure",
-    "xai": "x-ai", "grok": "x-ai", "mistralai": "mistral", "mistral_ai": "mistral",
-    "claude": "anthropic", "open-ai": "openai",
+    "gemini": "google",
+    "google-gla": "google",
+    "google-vertex": "google",
+    "vertex": "google",
+    "vertex_ai": "google",
+    "vertexai": "google",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "bedrock": "aws",
+    "aws-bedrock": "aws",
+    "aws_bedrock": "aws",
+    "aws.bedrock": "aws",
+    "azure-openai": "azure",
+    "azure_openai": "azure",
+    "az.ai.openai": "azure",
+    "azure.ai.openai": "azure",
+    "xai": "x-ai",
+    "grok": "x-ai",
+    "mistralai": "mistral",
+    "mistral_ai": "mistral",
+    "claude": "anthropic",
+    "open-ai": "openai",
+    "hosted_vllm": "vllm",
+    "hosted-vllm": "vllm",
 }
 _ENVIRONMENT_ALIASES = {
-    "prod": "production", "prd": "production", "live": "production",
-    "stage": "staging", "stg": "staging", "preprod": "staging",
-    "dev": "development", "develop": "development", "local": "development",
+    "prod": "production",
+    "prd": "production",
+    "live": "production",
+    "stage": "staging",
+    "stg": "staging",
+    "preprod": "staging",
+    "dev": "development",
+    "develop": "development",
+    "local": "development",
 }
 
 _Count = Annotated[int, Field(ge=0, le=MAX_UNITS, strict=False)]
 _Dim = Annotated[str | None, Field(default=None, max_length=256)]
 _STRING_FIELDS = (
-    "event_id", "provider", "model", "department", "cost_center", "project", "team", "user", "agent",
-    "task", "environment", "version", "operation", "session_id", "request_id", "trace_id", "span_id",
+    "event_id",
+    "provider",
+    "model",
+    "department",
+    "cost_center",
+    "project",
+    "team",
+    "user",
+    "agent",
+    "task",
+    "environment",
+    "version",
+    "operation",
+    "session_id",
+    "request_id",
+    "trace_id",
+    "span_id",
     "prompt_hash",
 )
 
@@ -167,8 +231,10 @@ class UsageEvent(BaseModel):
     operation: _Dim
     session_id: _Dim
     service_tier: ServiceTier = ServiceTier.standard
-    tags: Annotated[dict[Annotated[str, Field(min_length=1, max_length=128)],
-                         Annotated[str, Field(max_length=512)]], Field(max_length=64)] = {}
+    tags: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=512)]],
+        Field(max_length=64),
+    ] = {}
 
     latency_ms: Annotated[float | None, Field(default=None, ge=0, le=86_400_000, allow_inf_nan=False)]
     status: Status = Status.success
@@ -274,9 +340,7 @@ def _describe(error: dict[str, Any]) -> str:
 def parse_event(data: Any, *, location: str | None = None) -> UsageEvent:
     """Validate one event from a mapping; raises :class:`InvalidEvent` naming every bad field."""
     if not isinstance(data, dict):
-        raise InvalidEvent(
-            f"expected a JSON object, got {type(data).__name__}", location=location
-        )
+        raise InvalidEvent(f"expected a JSON object, got {type(data).__name__}", location=location)
     try:
         return UsageEvent.model_validate(data)
     except ValidationError as exc:

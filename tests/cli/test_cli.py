@@ -29,10 +29,23 @@ def run(*args: str, code: int = 0) -> str:
 
 
 GOOD = [
-    {"timestamp": "2026-11-20T10:00:00Z", "provider": "openai", "model": "gpt-4o", "input_tokens": 1000,
-     "output_tokens": 200, "department": "research"},
-    {"timestamp": "2026-11-20T11:00:00Z", "provider": "anthropic", "model": "claude-sonnet-4-5",
-     "input_tokens": 5000, "cache_read_tokens": 3000, "output_tokens": 500, "department": "support"},
+    {
+        "timestamp": "2026-11-20T10:00:00Z",
+        "provider": "openai",
+        "model": "gpt-4o",
+        "input_tokens": 1000,
+        "output_tokens": 200,
+        "department": "research",
+    },
+    {
+        "timestamp": "2026-11-20T11:00:00Z",
+        "provider": "anthropic",
+        "model": "claude-sonnet-4-5",
+        "input_tokens": 5000,
+        "cache_read_tokens": 3000,
+        "output_tokens": 500,
+        "department": "support",
+    },
 ]
 
 
@@ -42,14 +55,17 @@ def write_jsonl(path, lines):
 
 
 def test_ingest_json_summary_rejects_file_and_idempotence(db, tmp_path):
-    path = write_jsonl(tmp_path / "usage.jsonl", [
-        GOOD[0],
-        {"timestamp": "2026-11-20T10:00:00", "model": "gpt-4o"},
-        b"{not json",
-        GOOD[1],
-        b'{"timestamp": "2026-11-20T10:00:00Z", "model": "caf\xe9"}',
-        {**GOOD[0], "input_tokens": -3, "extra": 1},
-    ])
+    path = write_jsonl(
+        tmp_path / "usage.jsonl",
+        [
+            GOOD[0],
+            {"timestamp": "2026-11-20T10:00:00", "model": "gpt-4o"},
+            b"{not json",
+            GOOD[1],
+            b'{"timestamp": "2026-11-20T10:00:00Z", "model": "caf\xe9"}',
+            {**GOOD[0], "input_tokens": -3, "extra": 1},
+        ],
+    )
     out = run("ingest", str(path), "--format", "json", code=1)
     assert json.loads(out) == {"accepted": 2, "duplicates": 0, "rejected": 4}
     rejects = [json.loads(line) for line in (tmp_path / "usage.jsonl.rejects.jsonl").read_text().splitlines()]
@@ -77,17 +93,38 @@ def test_ingest_csv_with_tags(db, tmp_path):
 
 def test_costs_json_contract_and_group_sums(db, tmp_path):
     run("ingest", str(write_jsonl(tmp_path / "u.jsonl", GOOD)))
-    rows = json.loads(run("costs", "--by", "department,model", "--since", "2026-11-01", "--until", "2026-12-01",
-                          "--format", "json"))
+    rows = json.loads(
+        run("costs", "--by", "department,model", "--since", "2026-11-01", "--until", "2026-12-01", "--format", "json")
+    )
     assert {(r["department"], r["model"]) for r in rows} == {("research", "gpt-4o"), ("support", "claude-sonnet-4-5")}
-    required = {"cost_usd", "requests", "input_tokens", "output_tokens", "cache_read_tokens",
-                "cost_per_request_usd", "cost_per_1k_tokens_usd"}
+    required = {
+        "cost_usd",
+        "requests",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cost_per_request_usd",
+        "cost_per_1k_tokens_usd",
+    }
     assert all(required <= set(r) for r in rows)
     research = next(r for r in rows if r["department"] == "research")
     assert research["cost_usd"] == "0.004500000"  # 1000 x $2.50 + 200 x $10 per MTok
     assert research["cost_per_1k_tokens_usd"] == "0.003750000"
-    filtered = json.loads(run("costs", "--by", "model", "--since", "2026-11-01", "--until", "2026-12-01",
-                              "--where", "department=support", "--format", "json"))
+    filtered = json.loads(
+        run(
+            "costs",
+            "--by",
+            "model",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-12-01",
+            "--where",
+            "department=support",
+            "--format",
+            "json",
+        )
+    )
     assert [r["model"] for r in filtered] == ["claude-sonnet-4-5"]
     csv_out = run("costs", "--by", "department", "--since", "2026-11-01", "--until", "2026-12-01", "--format", "csv")
     assert csv_out.splitlines()[0].startswith("department,cost_usd,requests")
@@ -105,27 +142,74 @@ def test_costs_bad_options_are_clear(db):
 
 
 def test_price_json_and_tier(db):
-    out = json.loads(run("price", "--provider", "anthropic", "--model", "claude-sonnet-4-5", "--input-tokens",
-                         "200001", "--output-tokens", "1000", "--cache-read-tokens", "1", "--format", "json"))
+    out = json.loads(
+        run(
+            "price",
+            "--provider",
+            "anthropic",
+            "--model",
+            "claude-sonnet-4-5",
+            "--input-tokens",
+            "200001",
+            "--output-tokens",
+            "1000",
+            "--cache-read-tokens",
+            "1",
+            "--format",
+            "json",
+        )
+    )
     assert out["total_usd"] == "1.222500600"  # whole request at the >200K tier: $6 in, $0.60 cache read, $22.50 out
-    assert out["components"] == {"cache_read_mtok": "0.000000600", "input_mtok": "1.200000000",
-                                 "output_mtok": "0.022500000"}
+    assert out["components"] == {
+        "cache_read_mtok": "0.000000600",
+        "input_mtok": "1.200000000",
+        "output_mtok": "0.022500000",
+    }
     assert out["source"] == "genai-prices"
     table = run("price", "--provider", "openai", "--model", "gpt-4o", "--input-tokens", "1000")
     assert "input_mtok" in table and "0.002500000" in table
-    unknown = json.loads(run("price", "--provider", "vllm", "--model", "mystery", "--input-tokens", "5",
-                             "--format", "json"))
+    unknown = json.loads(
+        run("price", "--provider", "vllm", "--model", "mystery", "--input-tokens", "5", "--format", "json")
+    )
     assert unknown["priced"] is False and "pricing set" in unknown["reason"]
 
 
 def test_pricing_set_list_reprice_delete(db, tmp_path):
-    run("ingest", str(write_jsonl(tmp_path / "u.jsonl", [
-        {"timestamp": "2026-11-20T10:00:00Z", "provider": "vllm", "model": "acme-llama-70b-ft",
-         "input_tokens": 1_000_000, "output_tokens": 1_000_000}])))
+    run(
+        "ingest",
+        str(
+            write_jsonl(
+                tmp_path / "u.jsonl",
+                [
+                    {
+                        "timestamp": "2026-11-20T10:00:00Z",
+                        "provider": "vllm",
+                        "model": "acme-llama-70b-ft",
+                        "input_tokens": 1_000_000,
+                        "output_tokens": 1_000_000,
+                    }
+                ],
+            )
+        ),
+    )
     before = json.loads(run("costs", "--since", "2026-11-01", "--until", "2026-12-01", "--format", "json"))
     assert before[0]["unpriced_requests"] == 1 and before[0]["cost_usd"] == "0.000000000"
-    out = json.loads(run("pricing", "set", "--provider", "vllm", "--model", "acme-llama-70b-ft",
-                         "--price", "input_mtok=0.40", "--price", "output_mtok=0.80", "--format", "json"))
+    out = json.loads(
+        run(
+            "pricing",
+            "set",
+            "--provider",
+            "vllm",
+            "--model",
+            "acme-llama-70b-ft",
+            "--price",
+            "input_mtok=0.40",
+            "--price",
+            "output_mtok=0.80",
+            "--format",
+            "json",
+        )
+    )
     assert out["kind"] == "price" and out["prices"] == {"input_mtok": "0.40", "output_mtok": "0.80"}
     listed = json.loads(run("pricing", "list", "--format", "json"))
     assert any(o["id"] == out["id"] for o in listed) and any(o["kind"] == "multiplier" for o in listed)
@@ -152,7 +236,8 @@ def test_pricing_set_refuses_bad_input(db):
 
 def test_money_in_json_is_decimal_strings(db, tmp_path):
     run("ingest", str(write_jsonl(tmp_path / "u.jsonl", GOOD)))
-    rows = json.loads(run("costs", "--by", "model", "--since", "2026-11-01", "--until", "2026-12-01",
-                          "--format", "json"))
+    rows = json.loads(
+        run("costs", "--by", "model", "--since", "2026-11-01", "--until", "2026-12-01", "--format", "json")
+    )
     for row in rows:
         assert isinstance(row["cost_usd"], str) and Decimal(row["cost_usd"]) > 0

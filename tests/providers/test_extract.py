@@ -27,8 +27,12 @@ def load(name: str) -> dict[str, Any]:
 
 def tokens(input: int, cache_read: int, cache_write: int, output: int, reasoning: int, **extra: int):
     return {
-        "input_tokens": input, "cache_read_tokens": cache_read, "cache_write_tokens": cache_write,
-        "output_tokens": output, "reasoning_tokens": reasoning, **extra,
+        "input_tokens": input,
+        "cache_read_tokens": cache_read,
+        "cache_write_tokens": cache_write,
+        "output_tokens": output,
+        "reasoning_tokens": reasoning,
+        **extra,
     }
 
 
@@ -105,8 +109,12 @@ def test_openai_responses_cached_reasoning_and_web_searches():
 def test_openai_responses_tool_usage_count_wins_over_output_items():
     payload = load("openai_responses_web_search.json")
     payload["tool_usage"] = {
-        "image_gen": {"input_tokens": 0, "input_tokens_details": {"image_tokens": 0, "text_tokens": 0},
-                      "output_tokens": 0, "total_tokens": 0},
+        "image_gen": {
+            "input_tokens": 0,
+            "input_tokens_details": {"image_tokens": 0, "text_tokens": 0},
+            "output_tokens": 0,
+            "total_tokens": 0,
+        },
         "web_search": {"num_requests": 3},
     }
     got = extract_usage(openai.types.responses.Response.model_validate(payload))
@@ -114,8 +122,7 @@ def test_openai_responses_tool_usage_count_wins_over_output_items():
 
 
 def test_openai_responses_stream_completed_event():
-    event = {"type": "response.completed", "sequence_number": 41,
-             "response": load("openai_responses_web_search.json")}
+    event = {"type": "response.completed", "sequence_number": 41, "response": load("openai_responses_web_search.json")}
     assert extract_usage(event).units == tokens(18342, 9216, 0, 1457, 1088, web_searches=2)
 
 
@@ -259,8 +266,10 @@ def test_vllm_openai_compatible_named_by_provider():
 def test_as_event_fields_only_sets_what_is_known():
     got = extract_usage(load("vllm_chat.json"), provider="vllm")
     assert got.as_event_fields() == {
-        "provider": "vllm", "model": "meta-llama/Llama-3.1-8B-Instruct",
-        "request_id": "chatcmpl-3c1f8e5a2d7b4a06b9e1f0d2c4a6b8e0", "category": "llm_inference",
+        "provider": "vllm",
+        "model": "meta-llama/Llama-3.1-8B-Instruct",
+        "request_id": "chatcmpl-3c1f8e5a2d7b4a06b9e1f0d2c4a6b8e0",
+        "category": "llm_inference",
         **tokens(412, 0, 0, 191, 0),
     }
 

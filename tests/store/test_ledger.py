@@ -14,8 +14,13 @@ from tokenledger.store.schema import events, rollup_daily, rollup_hourly
 from tokenledger.timeutil import to_us
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
-MODELS = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4-5"),
-          ("google", "gemini-2.5-flash"), ("vllm", "acme-llama-70b-ft")]
+MODELS = [
+    ("openai", "gpt-4o"),
+    ("openai", "gpt-4o-mini"),
+    ("anthropic", "claude-sonnet-4-5"),
+    ("google", "gemini-2.5-flash"),
+    ("vllm", "acme-llama-70b-ft"),
+]
 
 
 def random_events(n: int, seed: int = 1, days: int = 5) -> list[dict]:
@@ -24,21 +29,26 @@ def random_events(n: int, seed: int = 1, days: int = 5) -> list[dict]:
     for i in range(n):
         provider, model = rng.choice(MODELS)
         inp = rng.randint(0, 50_000)
-        out.append({
-            "event_id": f"e{seed}-{i}",
-            "timestamp": (T0 + timedelta(seconds=rng.randint(0, days * 86_400 - 1),
-                                         microseconds=rng.randint(0, 999_999))).isoformat(),
-            "provider": provider, "model": model,
-            "input_tokens": inp, "cache_read_tokens": rng.randint(0, inp // 2),
-            "output_tokens": rng.randint(0, 4_000),
-            "department": rng.choice(["research", "support", "sales", None]),
-            "agent": f"agent-{rng.randint(1, 7)}",
-            "user": rng.choice(["ana", "bo", None]),
-            "environment": rng.choice(["production", "staging"]),
-            "status": rng.choice(["success"] * 9 + ["error"]),
-            "latency_ms": rng.randint(50, 5000),
-            "tags": {"experiment": rng.choice(["a", "b"])},
-        })
+        out.append(
+            {
+                "event_id": f"e{seed}-{i}",
+                "timestamp": (
+                    T0 + timedelta(seconds=rng.randint(0, days * 86_400 - 1), microseconds=rng.randint(0, 999_999))
+                ).isoformat(),
+                "provider": provider,
+                "model": model,
+                "input_tokens": inp,
+                "cache_read_tokens": rng.randint(0, inp // 2),
+                "output_tokens": rng.randint(0, 4_000),
+                "department": rng.choice(["research", "support", "sales", None]),
+                "agent": f"agent-{rng.randint(1, 7)}",
+                "user": rng.choice(["ana", "bo", None]),
+                "environment": rng.choice(["production", "staging"]),
+                "status": rng.choice(["success"] * 9 + ["error"]),
+                "latency_ms": rng.randint(50, 5000),
+                "tags": {"experiment": rng.choice(["a", "b"])},
+            }
+        )
     return out
 
 
@@ -54,15 +64,24 @@ def raw_totals(ledger: Ledger, by: str, since: datetime, until: datetime) -> dic
 
 def test_record_prices_and_stores_itemised_cost(ledger):
     with ledger.attribute(department="research", agent="summarizer", tags={"team": "nlp"}):
-        priced = ledger.record(provider="openai", model="gpt-4o", input_tokens=1_200, cache_read_tokens=200,
-                               output_tokens=300, request_id="req-1")
+        priced = ledger.record(
+            provider="openai",
+            model="gpt-4o",
+            input_tokens=1_200,
+            cache_read_tokens=200,
+            output_tokens=300,
+            request_id="req-1",
+        )
     assert str(priced.cost_usd) == "0.005750000"
     detail = ledger.event("req-1")
     assert detail["department"] == "research" and detail["agent"] == "summarizer"
     assert detail["tags"] == {"team": "nlp"}
     assert detail["cost_usd"] == "0.005750000"
-    assert detail["cost_components"] == {"input_mtok": "0.002500000", "cache_read_mtok": "0.000250000",
-                                         "output_mtok": "0.003000000"}
+    assert detail["cost_components"] == {
+        "input_mtok": "0.002500000",
+        "cache_read_mtok": "0.000250000",
+        "output_mtok": "0.003000000",
+    }
     assert detail["price_source"] == "genai-prices"
 
 
@@ -83,8 +102,13 @@ def test_duplicate_event_id_is_counted_never_charged_twice(ledger):
 
 def test_rejected_items_lose_nothing_else(ledger):
     good = random_events(3)
-    items = [("1", good[0]), ("2", {"timestamp": "2026-10-01T00:00:00Z", "input_tokens": 5}),
-             ("3", good[1]), ("4", {"garbage": True}), ("5", good[2])]
+    items = [
+        ("1", good[0]),
+        ("2", {"timestamp": "2026-10-01T00:00:00Z", "input_tokens": 5}),
+        ("3", good[1]),
+        ("4", {"garbage": True}),
+        ("5", good[2]),
+    ]
     result = ledger.ingest(items)
     assert (result.accepted, result.rejected) == (3, 2)
     assert [r.location for r in result.rejections] == ["2", "4"]
@@ -111,13 +135,16 @@ def test_costs_report_groups_sum_to_total_and_filters(ledger):
     from decimal import Decimal
 
     assert sum(Decimal(r["cost_usd"]) for r in rows) == Decimal(report.total_json()["cost_usd"])
-    unattributed = ledger.costs(by=["department"], since=T0, until=T0 + timedelta(days=6),
-                                where={"department": [None]}).rows()
+    unattributed = ledger.costs(
+        by=["department"], since=T0, until=T0 + timedelta(days=6), where={"department": [None]}
+    ).rows()
     assert [r["department"] for r in unattributed] == [None]
-    research = ledger.costs(by=["user"], since=T0, until=T0 + timedelta(days=6),
-                            where={"department": ["research"], "tag.experiment": ["a"]})
+    research = ledger.costs(
+        by=["user"], since=T0, until=T0 + timedelta(days=6), where={"department": ["research"], "tag.experiment": ["a"]}
+    )
     assert research.total["requests"] == sum(
-        1 for e in random_events(300) if e["department"] == "research" and e["tags"]["experiment"] == "a")
+        1 for e in random_events(300) if e["department"] == "research" and e["tags"]["experiment"] == "a"
+    )
     unpriced = sum(1 for e in random_events(300) if e["provider"] == "vllm")
     assert report.total["unpriced"] == unpriced > 0
 
@@ -125,8 +152,7 @@ def test_costs_report_groups_sum_to_total_and_filters(ledger):
 def test_group_by_day_and_hour_from_rollups(ledger):
     ledger.ingest((str(i), e) for i, e in enumerate(random_events(400)))
     by_day = ledger.costs(by=["day"], since=T0, until=T0 + timedelta(days=5)).rows()
-    assert [r["day"] for r in by_day] == [(T0 + timedelta(days=d)).isoformat().replace("+00:00", "Z")
-                                          for d in range(5)]
+    assert [r["day"] for r in by_day] == [(T0 + timedelta(days=d)).isoformat().replace("+00:00", "Z") for d in range(5)]
     by_hour = ledger.costs(by=["hour"], since=T0, until=T0 + timedelta(days=5))
     assert by_hour.total == ledger.costs(by=["day"], since=T0, until=T0 + timedelta(days=5)).total
 
@@ -139,8 +165,13 @@ def test_reprice_after_override_updates_events_and_rollups(ledger, clock):
     before = ledger.costs(by=["model"], since=T0, until=T0 + timedelta(days=6))
     unpriced = before.total["unpriced"]
     assert unpriced > 0
-    add_override(ledger.store, provider="vllm", model_pattern="acme-llama-70b-ft",
-                 prices={"input_mtok": "0.4", "output_mtok": "0.8"}, now=clock())
+    add_override(
+        ledger.store,
+        provider="vllm",
+        model_pattern="acme-llama-70b-ft",
+        prices={"input_mtok": "0.4", "output_mtok": "0.8"},
+        now=clock(),
+    )
     ledger.pricer.set_overrides(load_overrides(ledger.store))
     result = reprice(ledger, T0)
     assert result.newly_priced == unpriced == result.changed
@@ -151,8 +182,10 @@ def test_reprice_after_override_updates_events_and_rollups(ledger, clock):
     # the rollups were rebuilt to match the raw events
     with ledger.store.read() as conn:
         for table in (rollup_hourly, rollup_daily):
-            assert conn.execute(select(func.sum(table.c.cost_nanos))).scalar() == \
-                conn.execute(select(func.sum(events.c.cost_nanos))).scalar()
+            assert (
+                conn.execute(select(func.sum(table.c.cost_nanos))).scalar()
+                == conn.execute(select(func.sum(events.c.cost_nanos))).scalar()
+            )
     assert reprice(ledger, T0).changed == 0  # running it again changes nothing
 
 

@@ -22,7 +22,10 @@ app = typer.Typer(
 def _root(
     ctx: typer.Context,
     db: str = typer.Option(
-        None, "--db", envvar="TOKENLEDGER_DATABASE_URL", show_envvar=True,
+        None,
+        "--db",
+        envvar="TOKENLEDGER_DATABASE_URL",
+        show_envvar=True,
         help=f"Database URL: sqlite:///path.db or postgresql://user@host/db [default: {DEFAULT_URL}]",
     ),
 ) -> None:

@@ -69,9 +69,15 @@ def open_ledger(ctx: typer.Context, *, background: bool = False) -> Iterator[Led
             ledger.close()
 
 
-def emit(rows: Sequence[dict[str, Any]], fmt: OutputFormat, *, columns: Sequence[str] | None = None,
-         title: str | None = None, json_value: Any = None,
-         style: Callable[[str, Any], str] | None = None) -> None:
+def emit(
+    rows: Sequence[dict[str, Any]],
+    fmt: OutputFormat,
+    *,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+    json_value: Any = None,
+    style: Callable[[str, Any], str] | None = None,
+) -> None:
     """Print rows as a Rich table, JSON (``json_value`` when given, else the rows) or CSV."""
     if fmt == OutputFormat.json:
         sys.stdout.write(json.dumps(rows if json_value is None else json_value, indent=2, default=str) + "\n")
@@ -85,15 +91,21 @@ def emit(rows: Sequence[dict[str, Any]], fmt: OutputFormat, *, columns: Sequence
         return
     table = Table(title=title, show_lines=False, header_style="bold")
     for column in columns:
-        numeric = bool(rows) and all(isinstance(r.get(column), int | float) or _is_number(r.get(column))
-                                     for r in rows if r.get(column) is not None)
+        numeric = bool(rows) and all(
+            isinstance(r.get(column), int | float) or _is_number(r.get(column))
+            for r in rows
+            if r.get(column) is not None
+        )
         table.add_column(column, justify="right" if numeric else "left")
     for row in rows:
         cells = []
         for column in columns:
             value = row.get(column)
-            text = "" if value is None else (f"{value:,}" if isinstance(value, int) and not isinstance(value, bool)
-                                             else str(value))
+            text = (
+                ""
+                if value is None
+                else (f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
+            )
             cells.append(style(column, value) if style else text)
         table.add_row(*cells)
     console.print(table)

@@ -13,8 +13,16 @@ from ..quote import quote
 from ..timeutil import parse_moment
 from ._common import OutputFormat, console, emit, handle_errors, open_ledger
 
-_TABLE_COLUMNS = ("cost_usd", "requests", "input_tokens", "output_tokens", "cache_read_tokens",
-                  "cost_per_request_usd", "cost_per_1k_tokens_usd", "unpriced_requests")
+_TABLE_COLUMNS = (
+    "cost_usd",
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cost_per_request_usd",
+    "cost_per_1k_tokens_usd",
+    "unpriced_requests",
+)
 
 
 def parse_where(items: list[str]) -> dict[str, list[str | None]]:
@@ -60,11 +68,17 @@ def register(app: typer.Typer) -> None:
                     row[f"cost_{currency.lower()}"] = str(convert(nanos, currency, rates))
                 columns.insert(len(keys) + 1, f"cost_{currency.lower()}")
             title = f"Costs {report.since:%Y-%m-%d %H:%M} .. {report.until:%Y-%m-%d %H:%M} UTC"
-            emit([*rows, {**{k: "TOTAL" for k in keys[:1]}, **total}] if rows else rows, output,
-                 columns=columns, title=title)
+            emit(
+                [*rows, {**{k: "TOTAL" for k in keys[:1]}, **total}] if rows else rows,
+                output,
+                columns=columns,
+                title=title,
+            )
             if int(total["unpriced_requests"]):
-                console.print(f"[yellow]{total['unpriced_requests']:,} requests are unpriced[/] (unknown model): "
-                              "add prices with `tokenledger pricing set`, then `tokenledger reprice`.")
+                console.print(
+                    f"[yellow]{total['unpriced_requests']:,} requests are unpriced[/] (unknown model): "
+                    "add prices with `tokenledger pricing set`, then `tokenledger reprice`."
+                )
 
     @app.command()
     def price(
@@ -84,15 +98,27 @@ def register(app: typer.Typer) -> None:
         with open_ledger(ctx) as ledger, handle_errors():
             moment = parse_moment(at, now=ledger.clock(), field="--at") if at else ledger.clock()
             result = quote(
-                ledger.pricer, provider=provider, model=model, timestamp=moment, service_tier=service_tier,
-                input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cache_read_tokens,
-                cache_write_tokens=cache_write_tokens, reasoning_tokens=reasoning_tokens,
+                ledger.pricer,
+                provider=provider,
+                model=model,
+                timestamp=moment,
+                service_tier=service_tier,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cache_read_tokens=cache_read_tokens,
+                cache_write_tokens=cache_write_tokens,
+                reasoning_tokens=reasoning_tokens,
             )
         if output == OutputFormat.json:
             sys.stdout.write(json.dumps(result, indent=2) + "\n")
             return
-        emit(result["lines"], output, title=f"{result['provider']} / {model} at {moment:%Y-%m-%d %H:%M} UTC",
-             columns=("component", "units", "price", "per", "cost_usd"))
+        emit(
+            result["lines"],
+            output,
+            title=f"{result['provider']} / {model} at {moment:%Y-%m-%d %H:%M} UTC",
+            columns=("component", "units", "price", "per", "cost_usd"),
+        )
         status = "" if result["priced"] else f"  [yellow]UNPRICED[/]: {result.get('reason')}"
-        console.print(f"Total [bold]{result['total_usd']}[/] USD; source {result['source']} ({result['version']})"
-                      f"{status}")
+        console.print(
+            f"Total [bold]{result['total_usd']}[/] USD; source {result['source']} ({result['version']}){status}"
+        )

@@ -28,9 +28,16 @@ def register(app: typer.Typer) -> None:
         with open_ledger(ctx) as ledger, handle_errors():
             end = ledger.clock().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
             spec = DemoSpec(seed=seed, days=days, events=events, end=end)
-            progress = Progress(TextColumn("[bold]demo"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
-                                TimeRemainingColumn(), console=err_console,
-                                disable=output == OutputFormat.json or not sys.stderr.isatty(), transient=True)
+            progress = Progress(
+                TextColumn("[bold]demo"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("events"),
+                TimeRemainingColumn(),
+                console=err_console,
+                disable=output == OutputFormat.json or not sys.stderr.isatty(),
+                transient=True,
+            )
             with progress:
                 task = progress.add_task("demo", total=events)
                 summary = load_demo(ledger, spec, on_progress=lambda n: progress.advance(task, n))
@@ -44,11 +51,16 @@ def register(app: typer.Typer) -> None:
             f"total {format_usd(int(report.total['cost_nanos']))} USD "
             f"({summary['unpriced']:,} unpriced events on a self-hosted model)."
         )
-        emit(report.rows()[:12], OutputFormat.table, columns=("department", "cost_usd", "requests",
-                                                               "cost_per_request_usd"),
-             title="Spend by department")
-        console.print(f"{len(summary['ground_truth'])} injected anomalies are recorded as ground truth "
-                      "(meta key demo_ground_truth).")
+        emit(
+            report.rows()[:12],
+            OutputFormat.table,
+            columns=("department", "cost_usd", "requests", "cost_per_request_usd"),
+            title="Spend by department",
+        )
+        console.print(
+            f"{len(summary['ground_truth'])} injected anomalies are recorded as ground truth "
+            "(meta key demo_ground_truth)."
+        )
         console.print("\nNext, try:")
         for command in (
             "tokenledger costs --by department --since 30d",

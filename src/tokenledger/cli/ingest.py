@@ -24,8 +24,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def ingest(
         ctx: typer.Context,
-        files: list[Path] = typer.Argument(..., help="JSONL or CSV files of usage events.", exists=True,
-                                           dir_okay=False, readable=True),
+        files: list[Path] = typer.Argument(
+            ..., help="JSONL or CSV files of usage events.", exists=True, dir_okay=False, readable=True
+        ),
         input_format: str = typer.Option(None, "--input-format", help="jsonl or csv (default: from the file name)."),
         rejects: Path = typer.Option(None, "--rejects", help="Where rejected lines go [default: FILE.rejects.jsonl]."),
         output: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json."),
@@ -41,8 +42,14 @@ def register(app: typer.Typer) -> None:
         with open_ledger(ctx) as ledger:
             quiet = output == OutputFormat.json or not sys.stderr.isatty()
             progress = Progress(
-                TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("lines"),
-                TimeRemainingColumn(), console=err_console, disable=quiet, transient=True,
+                TextColumn("[bold]ingest"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("lines"),
+                TimeRemainingColumn(),
+                console=err_console,
+                disable=quiet,
+                transient=True,
             )
             with progress, handle_errors():
                 task = progress.add_task("ingest", total=total)

@@ -15,8 +15,9 @@ from ..reprice import reprice as reprice_events
 from ..timeutil import parse_moment
 from ._common import OutputFormat, console, emit, err_console, handle_errors, open_ledger
 
-pricing_app = typer.Typer(help="Price overrides: negotiated rates, custom models, tier multipliers.",
-                          no_args_is_help=True)
+pricing_app = typer.Typer(
+    help="Price overrides: negotiated rates, custom models, tier multipliers.", no_args_is_help=True
+)
 
 
 def _unit_prices(items: list[str]) -> dict[str, str]:
@@ -37,8 +38,23 @@ def list_(ctx: typer.Context, output: OutputFormat = typer.Option(OutputFormat.t
     for row in rows:
         if output != OutputFormat.json and row["prices"]:
             row["prices"] = ", ".join(f"{k}={v}" for k, v in row["prices"].items())
-    emit(rows, output, columns=("id", "kind", "provider", "model", "service_tier", "prices", "discount_percent",
-                                "multiplier", "effective_from", "effective_to", "note"))
+    emit(
+        rows,
+        output,
+        columns=(
+            "id",
+            "kind",
+            "provider",
+            "model",
+            "service_tier",
+            "prices",
+            "discount_percent",
+            "multiplier",
+            "effective_from",
+            "effective_to",
+            "note",
+        ),
+    )
 
 
 @pricing_app.command("set")
@@ -59,11 +75,18 @@ def set_(
     with open_ledger(ctx) as ledger, handle_errors():
         now = ledger.clock()
         override = add_override(
-            ledger.store, model_pattern=model, provider=provider, prices=_unit_prices(price) or None,
-            discount_percent=discount_percent, multiplier=multiplier, service_tier=service_tier,
+            ledger.store,
+            model_pattern=model,
+            provider=provider,
+            prices=_unit_prices(price) or None,
+            discount_percent=discount_percent,
+            multiplier=multiplier,
+            service_tier=service_tier,
             effective_from=parse_moment(effective_from, now=now, field="--from") if effective_from else None,
             effective_to=parse_moment(effective_to, now=now, field="--to") if effective_to else None,
-            note=note, created_by="cli", now=now,
+            note=note,
+            created_by="cli",
+            now=now,
         )
     if output == OutputFormat.json:
         sys.stdout.write(json.dumps(override_to_dict(override), indent=2) + "\n")
@@ -82,23 +105,38 @@ def delete(ctx: typer.Context, override_id: int = typer.Argument(..., help="The 
 @pricing_app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="LiteLLM price map JSON, or a price list CSV/JSON."),
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="LiteLLM price map JSON, or a price list CSV/JSON."
+    ),
     file_format: str = typer.Option("auto", "--from", help="litellm, list or auto."),
     all_models: bool = typer.Option(False, "--all", help="LiteLLM: also override models the catalog prices."),
     output: OutputFormat = typer.Option(OutputFormat.table, "--format"),
 ) -> None:
     """Import prices: LiteLLM's model_prices_and_context_window.json, or your negotiated price list."""
-    from ..pricing.litellm import import_litellm, import_price_list, load_litellm_prices, looks_like_litellm
+    from ..pricing.litellm import (
+        import_litellm,
+        import_price_list,
+        load_litellm_prices,
+        load_price_list,
+        looks_like_litellm,
+    )
 
     with open_ledger(ctx) as ledger, handle_errors():
         kind = file_format
         if kind == "auto":
             kind = "litellm" if looks_like_litellm(file) else "list"
         if kind == "litellm":
-            summary = import_litellm(ledger.store, load_litellm_prices(file), only_missing=not all_models,
-                                     now=ledger.clock(), created_by="cli")
+            summary = import_litellm(
+                ledger.store,
+                load_litellm_prices(file),
+                only_missing=not all_models,
+                now=ledger.clock(),
+                created_by="cli",
+            )
         elif kind == "list":
-            summary = import_price_list(ledger.store, file, now=ledger.clock(), created_by="cli")
+            price_list = load_price_list(file)
+            summary = import_price_list(ledger.store, price_list, now=ledger.clock(), created_by="cli")
+            summary["rejections"] = [f"row {row}: {reason}" for row, reason in price_list.rejected]
         else:
             raise InvalidInput(f"--from {file_format!r}: use litellm, list or auto")
     if output == OutputFormat.json:
@@ -112,8 +150,9 @@ def import_(
 @pricing_app.command("diff")
 def diff(
     ctx: typer.Context,
-    against: Path = typer.Option(None, "--against", exists=True, dir_okay=False,
-                                 help="A LiteLLM price map to compare with the catalog."),
+    against: Path = typer.Option(
+        None, "--against", exists=True, dir_okay=False, help="A LiteLLM price map to compare with the catalog."
+    ),
     provider: list[str] = typer.Option([], "--provider", help="Only these providers (repeatable)."),
     at: str = typer.Option(None, "--at", help="Compare prices in force at this time [default: now]."),
     output: OutputFormat = typer.Option(OutputFormat.table, "--format"),
@@ -124,10 +163,8 @@ def diff(
 
     with open_ledger(ctx) as ledger, handle_errors():
         moment = parse_moment(at, now=ledger.clock(), field="--at") if at else ledger.clock()
-        other = (LiteLLMSource(load_litellm_prices(against)) if against
-                 else OverrideSource(load_overrides(ledger.store)))
-        rows = differences_to_rows(diff_prices(CatalogSource(), other, at=moment,
-                                               providers=set(provider) or None))
+        other = LiteLLMSource(load_litellm_prices(against)) if against else OverrideSource(load_overrides(ledger.store))
+        rows = differences_to_rows(diff_prices(CatalogSource(), other, at=moment, providers=set(provider) or None))
     if not rows and output == OutputFormat.table:
         console.print("No differences.")
         return
@@ -149,17 +186,28 @@ def register(app: typer.Typer) -> None:
             now = ledger.clock()
             start = parse_moment(since, now=now, field="--since")
             end = parse_moment(until, now=now, field="--until") if until else None
-            progress = Progress(TextColumn("[bold]reprice"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),
-                                console=err_console, disable=output == OutputFormat.json or not sys.stderr.isatty(),
-                                transient=True)
+            progress = Progress(
+                TextColumn("[bold]reprice"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("days"),
+                console=err_console,
+                disable=output == OutputFormat.json or not sys.stderr.isatty(),
+                transient=True,
+            )
             with progress:
                 task = progress.add_task("reprice", total=None)
-                result = reprice_events(ledger, start, end,
-                                        on_progress=lambda done, total: progress.update(task, completed=done,
-                                                                                       total=total))
+                result = reprice_events(
+                    ledger,
+                    start,
+                    end,
+                    on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+                )
         if output == OutputFormat.json:
             sys.stdout.write(json.dumps(result.to_dict()) + "\n")
         else:
             summary = result.to_dict()
-            console.print(f"Re-priced {summary['events']:,} events: {summary['changed']:,} changed "
-                          f"({summary['newly_priced']:,} newly priced), total change {summary['delta_usd']} USD.")
+            console.print(
+                f"Re-priced {summary['events']:,} events: {summary['changed']:,} changed "
+                f"({summary['newly_priced']:,} newly priced), total change {summary['delta_usd']} USD."
+            )

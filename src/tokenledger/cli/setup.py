@@ -24,5 +24,7 @@ def register(app: typer.Typer) -> None:
             where = Store.database_path(store.url) or store.engine.url.render_as_string(hide_password=True)
             console.print(f"Database ready at [bold]{where}[/] (schema {store.schema_revision()}).")
             if created:
-                console.print(f"Added {created} batch-tier multipliers for models the catalog has no batch price for "
-                              "(see `tokenledger pricing list`).")
+                console.print(
+                    f"Added {created} batch-tier multipliers for models the catalog has no batch price for "
+                    "(see `tokenledger pricing list`)."
+                )

@@ -3,6 +3,12 @@
 from .engine import BUCKETS, CATALOG_VERSION, Cost, PriceOverride, Pricer, PriceTable, event_usage, parse_unit_prices
 
 __all__ = [
-    "BUCKETS", "CATALOG_VERSION", "Cost", "PriceOverride", "Pricer", "PriceTable", "event_usage",
+    "BUCKETS",
+    "CATALOG_VERSION",
+    "Cost",
+    "PriceOverride",
+    "Pricer",
+    "PriceTable",
+    "event_usage",
     "parse_unit_prices",
 ]

@@ -146,9 +146,10 @@ class PriceOverride:
             return False
         return not (self.effective_to is not None and at >= self.effective_to)
 
-    def specificity(self) -> tuple[int, int, datetime, int]:
+    def specificity(self) -> tuple[bool, bool, bool, datetime, int]:
+        """Sort key: a rule naming the tier, then an exact model, then a named provider win."""
         start = self.effective_from or datetime(1970, 1, 1, tzinfo=UTC)
-        return (self.match == "exact", self.provider is not None, start, self.id)
+        return (self.service_tier is not None, self.match == "exact", self.provider is not None, start, self.id)
 
 
 def parse_unit_prices(raw: dict[str, Any]) -> dict[str, Decimal | TieredPrices]:
@@ -220,8 +221,9 @@ class PriceTable:
     nano_rates: tuple[Decimal, ...] = ()
 
     @classmethod
-    def build(cls, model_price: ModelPrice, *, factor: Decimal, source: str, version: str,
-              provider: str, model_id: str) -> PriceTable:
+    def build(
+        cls, model_price: ModelPrice, *, factor: Decimal, source: str, version: str, provider: str, model_id: str
+    ) -> PriceTable:
         priced = [
             (REGISTRY.unit_for_price_key(key), value)
             for key, value in model_price.__dict__.items()
@@ -232,7 +234,8 @@ class PriceTable:
         units = tuple((unit, price, _bucket(unit)) for unit, price in priced)
         descendants = tuple(
             tuple(
-                j for j, (other, _, _) in enumerate(units)
+                j
+                for j, (other, _, _) in enumerate(units)
                 if j != i and unit.dimensions.items() <= other.dimensions.items()
             )
             for i, (unit, _, _) in enumerate(units)
@@ -285,8 +288,13 @@ class PriceTable:
             components[unit.price_key] = nanos
             buckets[_BUCKET_INDEX[bucket]] += nanos
         return Cost(
-            total_nanos=sum(buckets), components=components, buckets=tuple(buckets),  # type: ignore[arg-type]
-            priced=True, source=self.source, version=self.version, provider=self.provider,
+            total_nanos=sum(buckets),
+            components=components,
+            buckets=tuple(buckets),  # type: ignore[arg-type]
+            priced=True,
+            source=self.source,
+            version=self.version,
+            provider=self.provider,
             model_id=self.model_id,
         )
 
@@ -338,7 +346,8 @@ class Pricer:
         found = self._candidates.get(key)
         if found is None:
             found = tuple(
-                o for o in self._overrides
+                o
+                for o in self._overrides
                 if o.matches_model(provider, model) and (o.service_tier is None or o.service_tier == tier)
             )
             self._candidates[key] = found
@@ -348,8 +357,16 @@ class Pricer:
         """The exact cost of ``event``; never raises for an unknown model (returns unpriced)."""
         if event.cost_usd is not None:
             nanos = usd_to_nanos(event.cost_usd)
-            return Cost(nanos, {"line_item": nanos}, (0, 0, 0, 0, nanos), True, "line-item",
-                        "cost_usd as reported", event.provider or "unknown", event.model)
+            return Cost(
+                nanos,
+                {"line_item": nanos},
+                (0, 0, 0, 0, nanos),
+                True,
+                "line-item",
+                "cost_usd as reported",
+                event.provider or "unknown",
+                event.model,
+            )
         table = self.table_for(event.provider, event.model or "", event.service_tier.value, event.timestamp)
         if isinstance(table, Cost):
             return table
@@ -366,15 +383,20 @@ class Pricer:
         key = (provider_id, model, tier, moment, active)
         table = self._tables.get(key)
         if table is None:
-            table = self._resolve(provider_id, model, tier, at, catalog,
-                                  [o for o in candidates if o.id in active])
+            table = self._resolve(provider_id, model, tier, at, catalog, [o for o in candidates if o.id in active])
             with self._lock:
                 self._tables[key] = table
         return table
 
-    def _resolve(self, provider: str, model: str, tier: str, at: datetime,
-                 catalog: tuple[Provider, ModelInfo, bool] | str,
-                 overrides: list[PriceOverride]) -> PriceTable | Cost:
+    def _resolve(
+        self,
+        provider: str,
+        model: str,
+        tier: str,
+        at: datetime,
+        catalog: tuple[Provider, ModelInfo, bool] | str,
+        overrides: list[PriceOverride],
+    ) -> PriceTable | Cost:
         def best(kind: str) -> PriceOverride | None:
             found = [o for o in overrides if o.kind == kind]
             return max(found, key=PriceOverride.specificity) if found else None
@@ -389,8 +411,17 @@ class Pricer:
             tier_priced = price_rule.service_tier == tier or tier == "standard"
             source, version, model_id = "override", f"override #{price_rule.id}", model
         elif isinstance(catalog, str):
-            return Cost(0, {}, (0, 0, 0, 0, 0), False, "unpriced", CATALOG_VERSION, provider, None,
-                        reason=f"{catalog}; add one with `tokenledger pricing set`")
+            return Cost(
+                0,
+                {},
+                (0, 0, 0, 0, 0),
+                False,
+                "unpriced",
+                CATALOG_VERSION,
+                provider,
+                None,
+                reason=f"{catalog}; add one with `tokenledger pricing set`",
+            )
         else:
             _, info, _ = catalog
             context = _TIER_CONTEXT.get(tier)
@@ -409,5 +440,6 @@ class Pricer:
             notes.append(f"-{discount.discount_percent}% (#{discount.id})")
         if notes:
             version = f"{version}; " + "; ".join(notes)
-        return PriceTable.build(model_price, factor=factor, source=source, version=version,
-                                provider=provider, model_id=model_id)
+        return PriceTable.build(
+            model_price, factor=factor, source=source, version=version, provider=provider, model_id=model_id
+        )

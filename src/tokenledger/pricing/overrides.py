@@ -19,13 +19,26 @@ from ..timeutil import from_us, to_us
 from ..usage import ServiceTier, normalize_provider
 from .engine import PriceOverride, parse_unit_prices
 
-__all__ = ["load_overrides", "add_override", "delete_override", "override_to_dict", "DEFAULT_TIER_MULTIPLIERS"]
+__all__ = [
+    "prices_to_json",
+    "load_overrides",
+    "add_override",
+    "delete_override",
+    "override_to_dict",
+    "DEFAULT_TIER_MULTIPLIERS",
+]
 
 #: Batch APIs are half price at OpenAI, Anthropic, Google and Mistral; where the catalog lacks a
 #: model's batch price, these fill the gap (created by ``tokenledger init``; edit or delete them).
 DEFAULT_TIER_MULTIPLIERS = [
-    {"provider": provider, "model_pattern": "*", "match": "glob", "service_tier": "batch",
-     "multiplier": "0.5", "note": f"{provider} Batch API: 50% of standard price"}
+    {
+        "provider": provider,
+        "model_pattern": "*",
+        "match": "glob",
+        "service_tier": "batch",
+        "multiplier": "0.5",
+        "note": f"{provider} Batch API: 50% of standard price",
+    }
     for provider in ("openai", "anthropic", "google", "mistral")
 ]
 
@@ -65,13 +78,17 @@ def load_overrides(store: Store) -> list[PriceOverride]:
     return [_from_row(row) for row in rows]
 
 
-def _prices_json(prices: dict[str, Decimal | TieredPrices]) -> dict[str, Any]:
+def prices_to_json(prices: dict[str, Decimal | TieredPrices]) -> dict[str, Any]:
+    """Unit prices as stored and shown: decimal strings (never exponent notation), tiers as dicts."""
     out: dict[str, Any] = {}
     for key, value in prices.items():
         if isinstance(value, TieredPrices):
-            out[key] = {"base": str(value.base), "tiers": [{"start": t.start, "price": str(t.price)} for t in value.tiers]}
+            out[key] = {
+                "base": f"{value.base:f}",
+                "tiers": [{"start": t.start, "price": f"{t.price:f}"} for t in value.tiers],
+            }
         else:
-            out[key] = str(value)
+            out[key] = f"{value:f}"
     return out
 
 
@@ -95,8 +112,11 @@ def add_override(
     model_pattern = (model_pattern or "").strip()
     if not model_pattern:
         raise InvalidInput("model: required (an exact model name or a pattern such as claude-*)")
-    kinds = [k for k, v in (("prices", prices), ("discount_percent", discount_percent),
-                            ("multiplier", multiplier)) if v not in (None, {}, "")]
+    kinds = [
+        k
+        for k, v in (("prices", prices), ("discount_percent", discount_percent), ("multiplier", multiplier))
+        if v not in (None, {}, "")
+    ]
     if len(kinds) != 1:
         raise InvalidInput("give exactly one of: unit prices (e.g. input_mtok=2.5), --discount-percent, --multiplier")
     match = match or ("glob" if any(ch in model_pattern for ch in "*?[") else "exact")
@@ -112,8 +132,11 @@ def add_override(
     if effective_from and effective_to and effective_to <= effective_from:
         raise InvalidInput("effective_to: must be after effective_from")
     parsed_prices = parse_unit_prices(prices) if kinds == ["prices"] else None
-    discount = (_decimal(discount_percent, "discount_percent", low=Decimal(0), high=Decimal(100))
-                if kinds == ["discount_percent"] else None)
+    discount = (
+        _decimal(discount_percent, "discount_percent", low=Decimal(0), high=Decimal(100))
+        if kinds == ["discount_percent"]
+        else None
+    )
     factor = _decimal(multiplier, "multiplier", low=Decimal(0), high=Decimal(100)) if kinds == ["multiplier"] else None
     row = {
         "provider": normalize_provider(provider) if provider else None,
@@ -122,7 +145,7 @@ def add_override(
         "service_tier": service_tier,
         "effective_from_us": to_us(effective_from) if effective_from else None,
         "effective_to_us": to_us(effective_to) if effective_to else None,
-        "prices": _prices_json(parsed_prices) if parsed_prices else None,
+        "prices": prices_to_json(parsed_prices) if parsed_prices else None,
         "discount_percent": str(discount) if discount is not None else None,
         "multiplier": str(factor) if factor is not None else None,
         "note": note,
@@ -152,7 +175,7 @@ def override_to_dict(override: PriceOverride) -> dict[str, Any]:
         "service_tier": override.service_tier,
         "effective_from": override.effective_from.isoformat() if override.effective_from else None,
         "effective_to": override.effective_to.isoformat() if override.effective_to else None,
-        "prices": _prices_json(override.prices) if override.prices else None,
+        "prices": prices_to_json(override.prices) if override.prices else None,
         "discount_percent": str(override.discount_percent) if override.discount_percent is not None else None,
         "multiplier": str(override.multiplier) if override.multiplier is not None else None,
         "note": override.note,

@@ -167,7 +167,8 @@ def _openai_responses(r: _Reader) -> _Parsed:
         web_searches = r.count("tool_usage.web_search.num_requests")
     else:
         web_searches = sum(
-            1 for item in r.items("output")
+            1
+            for item in r.items("output")
             if item.get("type") == "web_search_call" and _search_action(item.get("action"))
         )
     units = {
@@ -249,8 +250,12 @@ def _gemini(r: _Reader) -> _Parsed:
         "reasoning_tokens": thoughts,
         "input_tool_tokens": tool,
     }
-    for path, slot in (("promptTokensDetails", 0), ("toolUsePromptTokensDetails", 0),
-                       ("cacheTokensDetails", 1), ("candidatesTokensDetails", 2)):
+    for path, slot in (
+        ("promptTokensDetails", 0),
+        ("toolUsePromptTokensDetails", 0),
+        ("cacheTokensDetails", 1),
+        ("candidatesTokensDetails", 2),
+    ):
         for item in r.items(f"usageMetadata.{path}"):
             unit = _GEMINI_MODALITIES.get(str(item.get("modality", "")).upper(), (None,) * 3)[slot]
             if unit:
@@ -314,12 +319,11 @@ def _detect(data: dict[str, Any]) -> str:
         "gemini": "usageMetadata" in data,
         "responses": data.get("object") == "response"
         or ("input_tokens" in usage and isinstance(data.get("output"), list) and "type" not in data),
-        "embeddings": data.get("object") == "list" and isinstance(rows, list)
+        "embeddings": data.get("object") == "list"
+        and isinstance(rows, list)
         and all(isinstance(row, dict) and "embedding" in row for row in rows),
-        "chat": isinstance(data.get("choices"), list)
-        or str(data.get("object", "")).startswith("chat.completion"),
-        "bedrock": "inputTokens" in usage
-        or (isinstance(data.get("output"), dict) and "stopReason" in data),
+        "chat": isinstance(data.get("choices"), list) or str(data.get("object", "")).startswith("chat.completion"),
+        "bedrock": "inputTokens" in usage or (isinstance(data.get("output"), dict) and "stopReason" in data),
     }
     found = [shape for shape, hit in candidates.items() if hit]
     if len(found) == 1:
@@ -382,9 +386,7 @@ def _unwrap(data: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     return data, None
 
 
-def extract_usage(
-    response: Any, *, provider: str | None = None, model: str | None = None
-) -> ExtractedUsage:
+def extract_usage(response: Any, *, provider: str | None = None, model: str | None = None) -> ExtractedUsage:
     """Read the billable usage of one provider response.
 
     ``response`` is an ``openai``/``anthropic`` SDK object, a dict or a JSON string. ``provider``

@@ -70,10 +70,17 @@ def _raw_measures() -> list[ColumnElement[Any]]:
         func.count().label("requests"),
         func.coalesce(func.sum(case((events.c.status == "error", 1), else_=0)), 0).label("errors"),
         func.coalesce(func.sum(case((events.c.priced == false(), 1), else_=0)), 0).label("unpriced"),
-        *(func.coalesce(func.sum(events.c[name]), 0).label(name) for name in (
-            "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
-            *COST_COLUMNS,
-        )),
+        *(
+            func.coalesce(func.sum(events.c[name]), 0).label(name)
+            for name in (
+                "input_tokens",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "output_tokens",
+                "reasoning_tokens",
+                *COST_COLUMNS,
+            )
+        ),
         func.coalesce(func.sum(events.c.latency_ms), 0.0).label("latency_ms_sum"),
         func.count(events.c.latency_ms).label("latency_count"),
     ]
@@ -140,22 +147,24 @@ def grouped_costs(
         for kind, start, end in plan:
             if kind == "raw":
                 group = [_raw_column(k) for k in by]
-                conditions = [events.c.ts_us >= start, events.c.ts_us < end,
-                              *_filter(_raw_column, where, rollup=False)]
+                conditions = [events.c.ts_us >= start, events.c.ts_us < end, *_filter(_raw_column, where, rollup=False)]
                 statement = select(*group, *_raw_measures()).where(and_(*conditions))
             else:
                 table = rollup_daily if kind == "daily" else rollup_hourly
                 group = [_rollup_column(table, k) for k in by]
-                conditions = [table.c.bucket_us >= start, table.c.bucket_us < end,
-                              *_filter(lambda k, t=table: _rollup_column(t, k), where, rollup=True)]
+                conditions = [
+                    table.c.bucket_us >= start,
+                    table.c.bucket_us < end,
+                    *_filter(lambda k, t=table: _rollup_column(t, k), where, rollup=True),
+                ]
                 sums = [func.coalesce(func.sum(table.c[m]), 0).label(m) for m in ROLLUP_MEASURES]
                 statement = select(*group, *sums).where(and_(*conditions))
             if group:
                 statement = statement.group_by(*group)
             for row in conn.execute(statement):
                 values = tuple(row)
-                key = tuple(None if v == "" else v for v in values[:len(by)])
-                measures = values[len(by):]
+                key = tuple(None if v == "" else v for v in values[: len(by)])
+                measures = values[len(by) :]
                 if not group and not measures[0]:
                     continue  # an empty segment's SUMs
                 acc = merged.get(key)
@@ -164,10 +173,7 @@ def grouped_costs(
                 else:
                     for i, (m, name) in enumerate(zip(measures, ROLLUP_MEASURES, strict=True)):
                         acc[i] += _number(m, name)
-    return [
-        CostRow(keys=key, measures=dict(zip(ROLLUP_MEASURES, acc, strict=True)))
-        for key, acc in merged.items()
-    ]
+    return [CostRow(keys=key, measures=dict(zip(ROLLUP_MEASURES, acc, strict=True))) for key, acc in merged.items()]
 
 
 def _number(value: Any, name: str) -> int | float:

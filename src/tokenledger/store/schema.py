@@ -54,18 +54,39 @@ _Id = BigInteger().with_variant(Integer(), "sqlite")
 #: Dimensions kept in the rollups. High-cardinality ones (user, task, session_id, request ids,
 #: tags) are answered from raw events.
 ROLLUP_DIMENSIONS = (
-    "provider", "model", "department", "cost_center", "project", "team", "agent", "environment",
-    "version", "operation", "service_tier", "category",
+    "provider",
+    "model",
+    "department",
+    "cost_center",
+    "project",
+    "team",
+    "agent",
+    "environment",
+    "version",
+    "operation",
+    "service_tier",
+    "category",
 )
 COST_COLUMNS = (
-    "cost_nanos", "cost_input_nanos", "cost_cache_read_nanos", "cost_cache_write_nanos",
-    "cost_output_nanos", "cost_other_nanos",
+    "cost_nanos",
+    "cost_input_nanos",
+    "cost_cache_read_nanos",
+    "cost_cache_write_nanos",
+    "cost_output_nanos",
+    "cost_other_nanos",
 )
 ROLLUP_MEASURES = (
-    "requests", "errors", "unpriced",
-    "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
+    "requests",
+    "errors",
+    "unpriced",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
     *COST_COLUMNS,
-    "latency_ms_sum", "latency_count",
+    "latency_ms_sum",
+    "latency_count",
 )
 
 events = Table(
@@ -125,8 +146,7 @@ def _rollup(name: str) -> Table:
         metadata,
         Column("bucket_us", BigInteger, nullable=False),
         *(Column(dim, String(256), nullable=False, server_default="") for dim in ROLLUP_DIMENSIONS),
-        *(Column(m, BigInteger, nullable=False, server_default="0") for m in ROLLUP_MEASURES
-          if m != "latency_ms_sum"),
+        *(Column(m, BigInteger, nullable=False, server_default="0") for m in ROLLUP_MEASURES if m != "latency_ms_sum"),
         Column("latency_ms_sum", Float, nullable=False, server_default="0"),
         UniqueConstraint("bucket_us", *ROLLUP_DIMENSIONS, name=f"uq_{name}_key"),
     )

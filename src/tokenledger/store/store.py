@@ -50,7 +50,7 @@ def normalize_url(url: str) -> str:
     """Accept ``postgresql://`` and ``postgres://`` and use the psycopg 3 driver for them."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     if "://" not in url:  # a bare file path
         return f"sqlite:///{url}"
     return url
@@ -76,7 +76,10 @@ class Store:
             self.engine = self._sqlite_engine()
         else:
             self.engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True,
+                self.url,
+                pool_size=pool_size,
+                max_overflow=20,
+                pool_pre_ping=True,
                 connect_args={"connect_timeout": 5},
             )
         self._insert = sqlite_insert if self.dialect == "sqlite" else pg_insert
@@ -168,9 +171,10 @@ class Store:
             return []
         new_ids: set[str] = set()
         for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start:start + _CHUNK]
+            chunk = rows[start : start + _CHUNK]
             statement = (
-                self._insert(events).values(list(chunk))
+                self._insert(events)
+                .values(list(chunk))
                 .on_conflict_do_nothing(index_elements=["event_id"])
                 .returning(events.c.event_id)
             )
@@ -215,7 +219,7 @@ class Store:
             for key, acc in sorted(groups.items(), key=lambda item: item[0])  # fixed order avoids deadlocks
         ]
         for start in range(0, len(rows), _CHUNK):
-            statement = self._insert(table).values(rows[start:start + _CHUNK])
+            statement = self._insert(table).values(rows[start : start + _CHUNK])
             statement = statement.on_conflict_do_update(
                 index_elements=list(names),
                 set_={m: table.c[m] + statement.excluded[m] for m in ROLLUP_MEASURES},
@@ -266,14 +270,21 @@ class Store:
     def database_path(url: str) -> str | None:
         url = normalize_url(url)
         if url.startswith("sqlite:///") and url not in ("sqlite:///", "sqlite:///:memory:"):
-            return os.path.abspath(url[len("sqlite:///"):])
+            return os.path.abspath(url[len("sqlite:///") :])
         return None
 
 
 _ROLLUP_SOURCE = (
-    events.c.ts_us, *(events.c[d] for d in ROLLUP_DIMENSIONS), events.c.status, events.c.priced,
-    events.c.input_tokens, events.c.cache_read_tokens, events.c.cache_write_tokens,
-    events.c.output_tokens, events.c.reasoning_tokens, *(events.c[c] for c in schema.COST_COLUMNS),
+    events.c.ts_us,
+    *(events.c[d] for d in ROLLUP_DIMENSIONS),
+    events.c.status,
+    events.c.priced,
+    events.c.input_tokens,
+    events.c.cache_read_tokens,
+    events.c.cache_write_tokens,
+    events.c.output_tokens,
+    events.c.reasoning_tokens,
+    *(events.c[c] for c in schema.COST_COLUMNS),
     events.c.latency_ms,
 )
 

@@ -1,0 +1,42 @@
+"""Docs that cannot rot: every CLI command, setting and event field is documented."""
+
+from pathlib import Path
+
+import typer.main
+
+from tokenledger.cli import app
+from tokenledger.settings import Settings
+from tokenledger.usage import UsageEvent
+
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+def _commands(group, prefix: str = "") -> list[str]:
+    names = []
+    for name, command in group.commands.items():
+        full = f"{prefix}{name}"
+        if getattr(command, "commands", None):
+            names.extend(_commands(command, full + " "))
+        else:
+            names.append(full)
+    return names
+
+
+def test_every_cli_command_is_in_the_reference():
+    reference = (DOCS / "cli.md").read_text()
+    commands = _commands(typer.main.get_command(app))
+    assert len(commands) >= 10
+    missing = [c for c in commands if f"tokenledger {c}" not in reference and f"`{c}" not in reference]
+    assert not missing, f"undocumented commands: {missing}"
+
+
+def test_every_setting_is_documented():
+    text = (DOCS / "configuration.md").read_text()
+    missing = [name for name in Settings.model_fields if f"TOKENLEDGER_{name.upper()}" not in text]
+    assert not missing, f"undocumented settings: {missing}"
+
+
+def test_every_event_field_is_documented():
+    text = (DOCS / "concepts.md").read_text()
+    missing = [name for name in UsageEvent.model_fields if f"`{name}`" not in text]
+    assert not missing, f"undocumented event fields: {missing}"
