@@ -1,7 +1,8 @@
 """Read usage events from JSONL and CSV files, line by line, never giving up on a whole file.
 
 Each reader yields ``(location, item)`` pairs where ``location`` is ``"file.jsonl:17"`` and ``item``
-is the event mapping, or an :class:`~tokenledger.errors.InvalidEvent` saying why that line cannot
+is the event (a mapping, or for JSONL the raw JSON line), or an :class:`~tokenledger.errors.InvalidEvent`
+saying why that line cannot
 be read (invalid UTF-8, broken JSON, a CSV row with too many cells...). The ledger validates the
 mappings, so every rejection, whatever its cause, ends in one place with its line number.
 
@@ -57,16 +58,12 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
                 yield location, InvalidEvent(f"line longer than {MAX_LINE_BYTES} bytes", location=location)
                 continue
             try:
-                text = raw.decode("utf-8")
+                raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 yield location, InvalidEvent(f"invalid UTF-8 at byte {exc.start}", location=location)
                 continue
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield location, InvalidEvent(f"broken JSON: {exc.msg} at column {exc.colno}", location=location)
-                continue
-            yield location, data
+            # The raw line: the ledger parses and validates it in one pass (pydantic-core).
+            yield location, raw
 
 
 def _csv_lines(path: Path) -> Iterator[tuple[int, str | InvalidEvent]]:

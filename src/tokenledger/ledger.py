@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import gc
+import json
 import threading
 import uuid
 import weakref
@@ -33,9 +35,10 @@ from typing import Any
 
 from .errors import InvalidEvent, TokenLedgerError
 from .money import format_usd, nanos_to_usd
-from .pricing import BUCKETS, Cost, Pricer
+from .pricing import Cost, Pricer
 from .pricing.overrides import load_overrides
 from .settings import Settings
+from .store.schema import EVENT_COLUMNS, EVENT_INDEX
 from .store.store import Store
 from .timeutil import to_us
 from .usage import DIMENSIONS, UsageEvent, parse_event
@@ -96,53 +99,108 @@ class IngestResult:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
 
 
-def event_row(priced: PricedEvent, *, source: str | None, ingested_us: int) -> dict[str, Any]:
-    """The ``events`` table row for a priced event."""
+#: The order :func:`event_row` builds in; must equal the table's (checked at import).
+_ROW_ORDER = (
+    "event_id",
+    "ts_us",
+    "provider",
+    "model",
+    "department",
+    "cost_center",
+    "project",
+    "team",
+    "user",
+    "agent",
+    "task",
+    "environment",
+    "version",
+    "operation",
+    "session_id",
+    "service_tier",
+    "category",
+    "status",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "units",
+    "tags",
+    "latency_ms",
+    "request_id",
+    "trace_id",
+    "span_id",
+    "prompt_hash",
+    "cost_nanos",
+    "cost_input_nanos",
+    "cost_cache_read_nanos",
+    "cost_cache_write_nanos",
+    "cost_output_nanos",
+    "cost_other_nanos",
+    "cost_components",
+    "priced",
+    "price_source",
+    "price_version",
+    "catalog_model",
+    "unpriced_reason",
+    "source",
+    "ingested_us",
+)
+if _ROW_ORDER != EVENT_COLUMNS:  # pragma: no cover - a schema change must update event_row too
+    raise RuntimeError("event_row() is out of step with the events table columns")
+_COST = EVENT_INDEX["cost_nanos"]
+
+
+def _json(value: Any) -> str | None:
+    return json.dumps(value, separators=(",", ":")) if value else None
+
+
+def event_row(priced: PricedEvent, *, source: str | None, ingested_us: int) -> tuple[Any, ...]:
+    """The ``events`` table row for a priced event, as a tuple in column order (see _ROW_ORDER)."""
     event, cost = priced.event, priced.cost
-    row: dict[str, Any] = {
-        "event_id": priced.event_id,
-        "ts_us": to_us(event.timestamp),
-        "provider": cost.provider,
-        "model": event.model,
-        "department": event.department,
-        "cost_center": event.cost_center,
-        "project": event.project,
-        "team": event.team,
-        "user": event.user,
-        "agent": event.agent,
-        "task": event.task,
-        "environment": event.environment,
-        "version": event.version,
-        "operation": event.operation,
-        "session_id": event.session_id,
-        "service_tier": event.service_tier.value,
-        "category": event.category.value,
-        "status": event.status.value,
-        "input_tokens": event.input_tokens,
-        "cache_read_tokens": event.cache_read_tokens,
-        "cache_write_tokens": event.cache_write_tokens,
-        "output_tokens": event.output_tokens,
-        "reasoning_tokens": event.reasoning_tokens,
-        "units": event.extra_units() or None,
-        "tags": dict(event.tags) or None,
-        "latency_ms": event.latency_ms,
-        "request_id": event.request_id,
-        "trace_id": event.trace_id,
-        "span_id": event.span_id,
-        "prompt_hash": event.prompt_hash,
-        "cost_nanos": cost.total_nanos,
-        "cost_components": cost.components or None,
-        "priced": cost.priced,
-        "price_source": cost.source,
-        "price_version": cost.version,
-        "catalog_model": cost.model_id,
-        "unpriced_reason": cost.reason,
-        "source": source,
-        "ingested_us": ingested_us,
-    }
-    for name, value in zip(BUCKETS, cost.buckets, strict=True):
-        row[f"cost_{name}_nanos"] = value
-    return row
+    extra = event.extra_units()
+    return (
+        priced.event_id,
+        to_us(event.timestamp),
+        cost.provider,
+        event.model,
+        event.department,
+        event.cost_center,
+        event.project,
+        event.team,
+        event.user,
+        event.agent,
+        event.task,
+        event.environment,
+        event.version,
+        event.operation,
+        event.session_id,
+        event.service_tier.value,
+        event.category.value,
+        event.status.value,
+        event.input_tokens,
+        event.cache_read_tokens,
+        event.cache_write_tokens,
+        event.output_tokens,
+        event.reasoning_tokens,
+        _json(extra),
+        _json(event.tags),
+        event.latency_ms,
+        event.request_id,
+        event.trace_id,
+        event.span_id,
+        event.prompt_hash,
+        cost.total_nanos,
+        *cost.buckets,
+        _json(cost.components),
+        cost.priced,
+        cost.source,
+        cost.version,
+        cost.model_id,
+        cost.reason,
+        source,
+        ingested_us,
+    )
 
 
 class Ledger:
@@ -264,7 +322,7 @@ class Ledger:
             raise InvalidEvent(str(exc)) from None
         return PricedEvent(event=event, cost=cost, event_id=event_id)
 
-    def _write_priced(self, batch: Sequence[Any], *, source: str | None = None) -> list[dict[str, Any]]:
+    def _write_priced(self, batch: Sequence[Any], *, source: str | None = None) -> list[tuple[Any, ...]]:
         now = self.clock()
         ingested = to_us(now)
         rows = []
@@ -295,32 +353,40 @@ class Ledger:
         """
         result = IngestResult()
         batch: list[PricedEvent] = []
+        gc_was_enabled = gc.isenabled()
+        # Bulk ingest allocates millions of short-lived, acyclic objects; the cyclic collector
+        # scanning them cost a quarter of the time (measured). It is restored below.
+        gc.disable()
 
         def write() -> None:
             stored = self._write_priced(batch, source=source)
             result.accepted += len(stored)
             result.duplicates += len(batch) - len(stored)
-            result.cost_nanos += sum(row["cost_nanos"] for row in stored)
+            result.cost_nanos += sum(row[_COST] for row in stored)
             if on_progress is not None:
                 on_progress(len(batch))
             batch.clear()
 
-        for location, item in items:
-            try:
-                if isinstance(item, InvalidEvent):
-                    raise item
-                event = item if isinstance(item, UsageEvent) else parse_event(item, location=location)
-                batch.append(self._price(event, event.event_id or event.content_id()))
-            except InvalidEvent as exc:
-                result.rejected += 1
-                result.rejections.append(Rejection(location, exc.message))
-                if on_progress is not None:
-                    on_progress(1)
-                continue
-            if len(batch) >= batch_size:
+        try:
+            for location, item in items:
+                try:
+                    if isinstance(item, InvalidEvent):
+                        raise item
+                    event = item if isinstance(item, UsageEvent) else parse_event(item, location=location)
+                    batch.append(self._price(event, event.event_id or event.content_id()))
+                except InvalidEvent as exc:
+                    result.rejected += 1
+                    result.rejections.append(Rejection(location, exc.message))
+                    if on_progress is not None:
+                        on_progress(1)
+                    continue
+                if len(batch) >= batch_size:
+                    write()
+            if batch:
                 write()
-        if batch:
-            write()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         return result
 
     # -- reading -------------------------------------------------------------------------------

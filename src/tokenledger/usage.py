@@ -162,25 +162,27 @@ _ENVIRONMENT_ALIASES = {
 
 _Count = Annotated[int, Field(ge=0, le=MAX_UNITS, strict=False)]
 _Dim = Annotated[str | None, Field(default=None, max_length=256)]
-_STRING_FIELDS = (
-    "event_id",
-    "provider",
-    "model",
-    "department",
-    "cost_center",
-    "project",
-    "team",
-    "user",
-    "agent",
-    "task",
-    "environment",
-    "version",
-    "operation",
-    "session_id",
-    "request_id",
-    "trace_id",
-    "span_id",
-    "prompt_hash",
+_STRING_FIELDS = frozenset(
+    {
+        "event_id",
+        "provider",
+        "model",
+        "department",
+        "cost_center",
+        "project",
+        "team",
+        "user",
+        "agent",
+        "task",
+        "environment",
+        "version",
+        "operation",
+        "session_id",
+        "request_id",
+        "trace_id",
+        "span_id",
+        "prompt_hash",
+    }
 )
 
 
@@ -245,12 +247,15 @@ class UsageEvent(BaseModel):
     category: Category = Category.llm_inference
     cost_usd: Annotated[Decimal | None, Field(default=None, ge=0, le=MAX_COST_USD, allow_inf_nan=False)]
 
-    @field_validator(*_STRING_FIELDS, mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _blank_is_absent(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
+    def _blank_is_absent(cls, data: Any) -> Any:
+        """A blank attribution ("" or spaces) means unattributed, not a department called ""."""
+        if isinstance(data, dict) and any(type(v) is str and not v.strip() for v in data.values()):
+            return {
+                k: (None if k in _STRING_FIELDS and type(v) is str and not v.strip() else v) for k, v in data.items()
+            }
+        return data
 
     @field_validator("timestamp")
     @classmethod
@@ -333,15 +338,25 @@ def _describe(error: dict[str, Any]) -> str:
     message = str(error.get("msg", "invalid"))
     if error.get("type") == "extra_forbidden":
         message = "unknown field (see docs/concepts.md for the event fields)"
+    elif error.get("type") == "json_invalid":
+        return "broken JSON: " + message.removeprefix("Invalid JSON: ")
+    elif error.get("type") == "model_type":
+        return f"expected a JSON object, got {type(error.get('input')).__name__}"
     message = message.removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
 
 
 def parse_event(data: Any, *, location: str | None = None) -> UsageEvent:
-    """Validate one event from a mapping; raises :class:`InvalidEvent` naming every bad field."""
-    if not isinstance(data, dict):
-        raise InvalidEvent(f"expected a JSON object, got {type(data).__name__}", location=location)
+    """Validate one event from a mapping or a JSON document (bytes/str).
+
+    Raises :class:`InvalidEvent` naming every bad field. JSON is parsed and validated in one pass
+    by pydantic-core, which is faster than ``json.loads`` followed by validation.
+    """
     try:
+        if isinstance(data, bytes | str):
+            return UsageEvent.model_validate_json(data)
+        if not isinstance(data, dict):
+            raise InvalidEvent(f"expected a JSON object, got {type(data).__name__}", location=location)
         return UsageEvent.model_validate(data)
     except ValidationError as exc:
         errors = [_describe(e) for e in exc.errors(include_url=False)]  # type: ignore[arg-type]

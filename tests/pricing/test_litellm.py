@@ -198,7 +198,7 @@ def test_text_bytes_and_path_inputs_agree(imported: LiteLLMImport) -> None:
         ('{"litellm_provider": "openai", "input_cost_per_token": NaN}', "not a finite number"),
         ('{"litellm_provider": "openai", "input_cost_per_token": true}', "not a number"),
         (
-            '{"litellm_provider": "openai", "output_cost_per_token": 1e-06, "input_cost_per_token_above_200k_tokens": 2e-06}',
+            '{"litellm_provider": "openai", "output_cost_per_token": 1e-06, "input_cost_per_token_above_200k_tokens": 2e-06}',  # noqa: E501
             "without the base price",
         ),
         ('{"input_cost_per_token": 1e-06}', "litellm_provider: missing"),

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
 import genai_prices
@@ -79,7 +79,7 @@ def _bucket(unit: UnitDef) -> str:
     return "output" if dims.get("direction") == "output" else "input"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cost:
     """The exact cost of one event. ``components`` maps genai-prices price keys to nano-USD."""
 
@@ -217,8 +217,9 @@ class PriceTable:
     provider: str
     model_id: str
     has_tiers: bool = False
-    #: nano-USD per unit for flat prices, precomputed (tiered ones are resolved per event).
-    nano_rates: tuple[Decimal, ...] = ()
+    #: nano-USD per unit for flat prices as exact (numerator, denominator) integers, so the hot
+    #: path rounds with integer arithmetic; tiered prices are resolved per event.
+    nano_rates: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def build(
@@ -242,7 +243,7 @@ class PriceTable:
         )
         has_tiers = any(isinstance(price, TieredPrices) for _, price, _ in units)
         nano_rates = tuple(
-            Decimal(0) if isinstance(price, TieredPrices) else price * factor * NANOS_PER_USD / unit.per
+            (0, 1) if isinstance(price, TieredPrices) else _ratio(price * factor * NANOS_PER_USD, unit.per)
             for unit, price, _ in units
         )
         return cls(units, descendants, factor, source, version, provider, model_id, has_tiers, nano_rates)
@@ -277,14 +278,14 @@ class PriceTable:
         total_input = usage.get("input_tokens", 0)
         components: dict[str, int] = {}
         buckets = [0, 0, 0, 0, 0]
-        for i, ((unit, price, bucket), count, nano_rate) in enumerate(
-            zip(self.units, leaves, self.nano_rates, strict=True)
-        ):
+        for i, ((unit, price, bucket), count) in enumerate(zip(self.units, leaves, strict=True)):
             if not count:
                 continue
             if isinstance(price, TieredPrices):
-                nano_rate = self.rate(i, total_input) * self.factor * NANOS_PER_USD / unit.per
-            nanos = int((nano_rate * count).quantize(_NANO, ROUND_HALF_EVEN))
+                numerator, denominator = _ratio(self.rate(i, total_input) * self.factor * NANOS_PER_USD, unit.per)
+            else:
+                numerator, denominator = self.nano_rates[i]
+            nanos = _round_half_even(count * numerator, denominator)
             components[unit.price_key] = nanos
             buckets[_BUCKET_INDEX[bucket]] += nanos
         return Cost(
@@ -299,6 +300,32 @@ class PriceTable:
         )
 
 
+def _ratio(value: Decimal, per: int) -> tuple[int, int]:
+    """``value / per`` as an exact integer fraction."""
+    numerator, denominator = value.as_integer_ratio()
+    return numerator, denominator * per
+
+
+def _round_half_even(numerator: int, denominator: int) -> int:
+    """numerator / denominator rounded half-even, in integers (exact, and faster than Decimal)."""
+    quotient, remainder = divmod(numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2):
+        quotient += 1
+    return quotient
+
+
+@dataclass(slots=True)
+class _Entry:
+    """What a (provider, model, tier) resolves to, with its price tables by moment."""
+
+    provider: str
+    catalog: tuple[Provider, ModelInfo, bool] | str
+    candidates: tuple[PriceOverride, ...]
+    timed: bool
+    tables: dict[Any, PriceTable | Cost]
+
+
 class Pricer:
     """Prices events against the catalog and a set of overrides. Thread-safe; caches price tables.
 
@@ -307,16 +334,13 @@ class Pricer:
 
     def __init__(self, overrides: Iterable[PriceOverride] = ()) -> None:
         self._lock = threading.Lock()
-        self._tables: dict[tuple[Any, ...], PriceTable | Cost] = {}
-        self._candidates: dict[tuple[str, str, str], tuple[PriceOverride, ...]] = {}
         self._catalog: dict[tuple[str | None, str], tuple[Provider, ModelInfo, bool] | str] = {}
         self.set_overrides(overrides)
 
     def set_overrides(self, overrides: Iterable[PriceOverride]) -> None:
         with self._lock:
             self._overrides = tuple(overrides)
-            self._tables = {}
-            self._candidates = {}
+            self._entries: dict[tuple[str | None, str, str], _Entry] = {}
 
     @property
     def overrides(self) -> Sequence[PriceOverride]:
@@ -341,18 +365,6 @@ class Pricer:
             self._catalog[key] = found
         return found
 
-    def _candidates_for(self, provider: str, model: str, tier: str) -> tuple[PriceOverride, ...]:
-        key = (provider, model, tier)
-        found = self._candidates.get(key)
-        if found is None:
-            found = tuple(
-                o
-                for o in self._overrides
-                if o.matches_model(provider, model) and (o.service_tier is None or o.service_tier == tier)
-            )
-            self._candidates[key] = found
-        return found
-
     def price(self, event: UsageEvent) -> Cost:
         """The exact cost of ``event``; never raises for an unknown model (returns unpriced)."""
         if event.cost_usd is not None:
@@ -374,19 +386,35 @@ class Pricer:
 
     def table_for(self, provider: str | None, model: str, tier: str, at: datetime) -> PriceTable | Cost:
         """The price table for a model at a moment, or an unpriced :class:`Cost` saying why."""
+        entry = self._entries.get((provider, model, tier))
+        if entry is None:
+            entry = self._entry(provider, model, tier)
+        # Catalog prices change by UTC date (or minute, for time-of-day prices); overrides by instant.
+        moment: date | datetime = at.replace(second=0, microsecond=0) if entry.timed else at.date()
+        key: Any = moment
+        if entry.candidates:
+            key = (moment, tuple(o.id for o in entry.candidates if o.active(at)))
+        table = entry.tables.get(key)
+        if table is None:
+            active = [o for o in entry.candidates if o.active(at)]
+            table = self._resolve(entry.provider, model, tier, at, entry.catalog, active)
+            with self._lock:
+                entry.tables[key] = table
+        return table
+
+    def _entry(self, provider: str | None, model: str, tier: str) -> _Entry:
         catalog = self.catalog_model(provider, model)
         provider_id = provider or (catalog[0].id if not isinstance(catalog, str) else "unknown")
-        candidates = self._candidates_for(provider_id, model, tier)
-        active = tuple(o.id for o in candidates if o.active(at)) if candidates else ()
+        candidates = tuple(
+            o
+            for o in self._overrides
+            if o.matches_model(provider_id, model) and (o.service_tier is None or o.service_tier == tier)
+        )
         timed = not isinstance(catalog, str) and catalog[2]
-        moment: date | datetime = at.replace(second=0, microsecond=0) if timed else at.date()
-        key = (provider_id, model, tier, moment, active)
-        table = self._tables.get(key)
-        if table is None:
-            table = self._resolve(provider_id, model, tier, at, catalog, [o for o in candidates if o.id in active])
-            with self._lock:
-                self._tables[key] = table
-        return table
+        entry = _Entry(provider_id, catalog, candidates, timed, {})
+        with self._lock:
+            self._entries[(provider, model, tier)] = entry
+        return entry
 
     def _resolve(
         self,

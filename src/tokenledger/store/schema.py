@@ -36,6 +36,8 @@ __all__ = [
     "price_overrides",
     "meta",
     "ROLLUP_DIMENSIONS",
+    "EVENT_COLUMNS",
+    "EVENT_INDEX",
     "ROLLUP_MEASURES",
     "COST_COLUMNS",
 ]
@@ -138,6 +140,12 @@ events = Table(
     Index(None, "session_id"),
     Index(None, "agent", "ts_us"),
 )
+
+
+#: The columns an event row carries, in table order (``id`` is assigned by the database). Ingest
+#: passes rows as tuples in this order from pricing to the database driver.
+EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "id")
+EVENT_INDEX = {name: i for i, name in enumerate(EVENT_COLUMNS)}
 
 
 def _rollup(name: str) -> Table:

@@ -15,8 +15,9 @@ impossible; a retry of the same batch changes nothing.
 
 from __future__ import annotations
 
+import operator
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,8 @@ from sqlalchemy.pool import NullPool
 
 from ..errors import InvalidInput, StorageUnavailable
 from . import schema
-from .schema import ROLLUP_DIMENSIONS, ROLLUP_MEASURES, events, rollup_daily, rollup_hourly
+from .bulk import BulkWriter
+from .schema import EVENT_COLUMNS, EVENT_INDEX, ROLLUP_DIMENSIONS, ROLLUP_MEASURES, events, rollup_daily, rollup_hourly
 
 __all__ = ["Store", "DEFAULT_URL", "HOUR_US", "DAY_US", "CostRow"]
 
@@ -42,8 +44,6 @@ DEFAULT_URL = "sqlite:///./tokenledger.db"
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
 _MIGRATIONS = Path(__file__).with_name("migrations")
-#: Rows per INSERT statement (SQLite's variable limit is 32766; an event has ~50 columns).
-_CHUNK = 500
 
 
 def normalize_url(url: str) -> str:
@@ -83,6 +83,7 @@ class Store:
                 connect_args={"connect_timeout": 5},
             )
         self._insert = sqlite_insert if self.dialect == "sqlite" else pg_insert
+        self._bulk = BulkWriter(self.engine.dialect)
         if migrate:
             self.migrate()
 
@@ -162,38 +163,29 @@ class Store:
 
     # -- events ------------------------------------------------------------------------------------
 
-    def insert_events(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        """Insert event rows, skipping event_ids already stored; returns the rows that were new.
+    def insert_events(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Insert event rows (tuples in EVENT_COLUMNS order), skipping stored event_ids.
 
-        The caller's transaction also receives the rollup increments for the new rows.
+        Returns the rows that were new; their rollup increments go into the same transaction.
         """
         if not rows:
             return []
-        new_ids: set[str] = set()
-        for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start : start + _CHUNK]
-            statement = (
-                self._insert(events)
-                .values(list(chunk))
-                .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(events.c.event_id)
-            )
-            new_ids.update(conn.execute(statement).scalars())
+        new_ids = self._bulk.insert_events(conn, rows)
         seen: set[str] = set()
         fresh = []
         for row in rows:
-            event_id = row["event_id"]
+            event_id = row[_ID]
             if event_id in new_ids and event_id not in seen:
                 seen.add(event_id)
                 fresh.append(row)
         self.add_to_rollups(conn, fresh)
         return fresh
 
-    def add_to_rollups(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+    def add_to_rollups(self, conn: Connection, rows: Iterable[Sequence[Any]]) -> None:
         hourly: dict[tuple[Any, ...], list[int | float]] = {}
         for row in rows:
-            hour = row["ts_us"] - row["ts_us"] % HOUR_US
-            key = (hour, *(row[dim] or "" for dim in ROLLUP_DIMENSIONS))
+            ts = row[_TS]
+            key = (ts - ts % HOUR_US, *["" if v is None else v for v in _dimensions(row)])
             acc = hourly.get(key)
             if acc is None:
                 acc = hourly[key] = [0] * len(ROLLUP_MEASURES)
@@ -213,18 +205,12 @@ class Store:
         self._upsert_rollup(conn, rollup_daily, daily)
 
     def _upsert_rollup(self, conn: Connection, table: Any, groups: dict[tuple[Any, ...], list[int | float]]) -> None:
-        names = ("bucket_us", *ROLLUP_DIMENSIONS)
-        rows = [
-            {**dict(zip(names, key, strict=True)), **dict(zip(ROLLUP_MEASURES, acc, strict=True))}
-            for key, acc in sorted(groups.items(), key=lambda item: item[0])  # fixed order avoids deadlocks
-        ]
-        for start in range(0, len(rows), _CHUNK):
-            statement = self._insert(table).values(rows[start : start + _CHUNK])
-            statement = statement.on_conflict_do_update(
-                index_elements=list(names),
-                set_={m: table.c[m] + statement.excluded[m] for m in ROLLUP_MEASURES},
-            )
-            conn.execute(statement)
+        items = groups.items()
+        if self.dialect == "postgresql":
+            # A fixed order of keys keeps concurrent writers from deadlocking on row locks.
+            items = sorted(items, key=lambda item: item[0])  # type: ignore[assignment]
+        rows = [key + tuple(acc) for key, acc in items]
+        self._bulk.upsert_rollup(conn, table, rows)
 
     def rebuild_rollups(self, conn: Connection, start_us: int, end_us: int | None = None) -> None:
         """Recompute the rollups for whole days from ``start_us`` (rounded down) from raw events."""
@@ -237,14 +223,30 @@ class Store:
         where = events.c.ts_us >= day0
         if end_us is not None:
             where = and_(where, events.c.ts_us < end_us)
-        batch: list[Mapping[str, Any]] = []
-        result = conn.execute(select(*_ROLLUP_SOURCE).where(where), execution_options={"yield_per": 20_000})
-        for row in result.mappings():
+        batch: list[Sequence[Any]] = []
+        columns = [events.c[name] for name in EVENT_COLUMNS]
+        result = conn.execute(select(*columns).where(where), execution_options={"yield_per": 20_000})
+        for row in result:
             batch.append(row)
             if len(batch) >= 20_000:
                 self.add_to_rollups(conn, batch)
                 batch = []
         self.add_to_rollups(conn, batch)
+
+    def delete_source(self, source: str) -> int:
+        """Delete every event recorded with ``source`` and rebuild the rollups of the days it touched."""
+        with self.write() as conn:
+            span = conn.execute(
+                select(func.min(events.c.ts_us), func.max(events.c.ts_us), func.count()).where(
+                    events.c.source == source
+                )
+            ).one()
+            if not span[2]:
+                return 0
+            conn.execute(events.delete().where(events.c.source == source))
+            last_day = span[1] - span[1] % DAY_US
+            self.rebuild_rollups(conn, span[0], last_day + DAY_US)
+            return int(span[2])
 
     # -- meta ----------------------------------------------------------------------------------
 
@@ -274,37 +276,21 @@ class Store:
         return None
 
 
-_ROLLUP_SOURCE = (
-    events.c.ts_us,
-    *(events.c[d] for d in ROLLUP_DIMENSIONS),
-    events.c.status,
-    events.c.priced,
-    events.c.input_tokens,
-    events.c.cache_read_tokens,
-    events.c.cache_write_tokens,
-    events.c.output_tokens,
-    events.c.reasoning_tokens,
-    *(events.c[c] for c in schema.COST_COLUMNS),
-    events.c.latency_ms,
-)
+_ID = EVENT_INDEX["event_id"]
+_TS = EVENT_INDEX["ts_us"]
+_dimensions = operator.itemgetter(*(EVENT_INDEX[d] for d in ROLLUP_DIMENSIONS))
+_STATUS, _PRICED, _LATENCY = EVENT_INDEX["status"], EVENT_INDEX["priced"], EVENT_INDEX["latency_ms"]
+#: Event columns summed into the rollup measures 3..13, in ROLLUP_MEASURES order.
+_SUMMED = operator.itemgetter(*(EVENT_INDEX[m] for m in ROLLUP_MEASURES[3:14]))
 
 
-def _accumulate(acc: list[int | float], row: Mapping[str, Any]) -> None:
+def _accumulate(acc: list[int | float], row: Sequence[Any]) -> None:
     acc[0] += 1
-    acc[1] += row["status"] == "error"
-    acc[2] += not row["priced"]
-    acc[3] += row["input_tokens"]
-    acc[4] += row["cache_read_tokens"]
-    acc[5] += row["cache_write_tokens"]
-    acc[6] += row["output_tokens"]
-    acc[7] += row["reasoning_tokens"]
-    acc[8] += row["cost_nanos"]
-    acc[9] += row["cost_input_nanos"]
-    acc[10] += row["cost_cache_read_nanos"]
-    acc[11] += row["cost_cache_write_nanos"]
-    acc[12] += row["cost_output_nanos"]
-    acc[13] += row["cost_other_nanos"]
-    latency = row["latency_ms"]
+    acc[1] += row[_STATUS] == "error"
+    acc[2] += not row[_PRICED]
+    for i, value in enumerate(_SUMMED(row), 3):
+        acc[i] += value
+    latency = row[_LATENCY]
     if latency is not None:
         acc[14] += latency
         acc[15] += 1
