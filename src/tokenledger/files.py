@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import InvalidEvent, InvalidInput
 
-__all__ = ["read_events", "detect_format", "write_rejects"]
+__all__ = ["read_events", "detect_format", "write_rejects", "parse_jsonl_line"]
 
 #: A line longer than this is rejected rather than parsed (protects memory against a broken file).
 MAX_LINE_BYTES = 1_000_000
@@ -48,22 +48,27 @@ def read_events(path: Path, fmt: str | None = None) -> Iterator[tuple[str, Any]]
     yield from reader(path)
 
 
+def parse_jsonl_line(raw: bytes, location: str) -> bytes | InvalidEvent | None:
+    """One JSONL line: the raw JSON for the ledger to parse, a reason it cannot be, or None if blank."""
+    if not raw.strip():
+        return None
+    if len(raw) > MAX_LINE_BYTES:
+        return InvalidEvent(f"line longer than {MAX_LINE_BYTES} bytes", location=location)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return InvalidEvent(f"invalid UTF-8 at byte {exc.start}", location=location)
+    # The raw line: the ledger parses and validates it in one pass (pydantic-core).
+    return raw.rstrip(b"\r\n")
+
+
 def _read_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, 1):
             location = f"{path.name}:{number}"
-            if not raw.strip():
-                continue
-            if len(raw) > MAX_LINE_BYTES:
-                yield location, InvalidEvent(f"line longer than {MAX_LINE_BYTES} bytes", location=location)
-                continue
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield location, InvalidEvent(f"invalid UTF-8 at byte {exc.start}", location=location)
-                continue
-            # The raw line: the ledger parses and validates it in one pass (pydantic-core).
-            yield location, raw
+            item = parse_jsonl_line(raw, location)
+            if item is not None:
+                yield location, item
 
 
 def _csv_lines(path: Path) -> Iterator[tuple[int, str | InvalidEvent]]:

@@ -31,7 +31,7 @@ def quote(
     except InvalidEvent as exc:
         raise InvalidInput(exc.message) from None
     cost = pricer.price(event)
-    table = pricer.table_for(event.provider, model, event.service_tier.value, event.timestamp)
+    table = pricer.table_for(event.provider, model, event.service_tier, event.timestamp)
     lines = []
     if isinstance(table, PriceTable):
         usage = event_usage(event)

@@ -194,7 +194,7 @@ def normalize_provider(provider: str) -> str:
 class UsageEvent(BaseModel):
     """One metered LLM call (or one non-token line item when ``cost_usd`` is set)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=False, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=False, str_strip_whitespace=True, use_enum_values=True)
 
     event_id: Annotated[str | None, Field(default=None, min_length=1, max_length=128)]
     timestamp: datetime
@@ -232,30 +232,20 @@ class UsageEvent(BaseModel):
     version: _Dim
     operation: _Dim
     session_id: _Dim
-    service_tier: ServiceTier = ServiceTier.standard
+    service_tier: ServiceTier = "standard"  # type: ignore[assignment]  # stored as the plain value
     tags: Annotated[
         dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=512)]],
         Field(max_length=64),
     ] = {}
 
     latency_ms: Annotated[float | None, Field(default=None, ge=0, le=86_400_000, allow_inf_nan=False)]
-    status: Status = Status.success
+    status: Status = "success"  # type: ignore[assignment]
     request_id: _Dim
     trace_id: _Dim
     span_id: _Dim
     prompt_hash: _Dim
-    category: Category = Category.llm_inference
+    category: Category = "llm_inference"  # type: ignore[assignment]
     cost_usd: Annotated[Decimal | None, Field(default=None, ge=0, le=MAX_COST_USD, allow_inf_nan=False)]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _blank_is_absent(cls, data: Any) -> Any:
-        """A blank attribution ("" or spaces) means unattributed, not a department called ""."""
-        if isinstance(data, dict) and any(type(v) is str and not v.strip() for v in data.values()):
-            return {
-                k: (None if k in _STRING_FIELDS and type(v) is str and not v.strip() else v) for k, v in data.items()
-            }
-        return data
 
     @field_validator("timestamp")
     @classmethod
@@ -267,27 +257,25 @@ class UsageEvent(BaseModel):
             raise ValueError(f"timestamp {value.isoformat()} is outside 2015-01-01 .. 2100-01-01")
         return value
 
-    @field_validator("provider")
-    @classmethod
-    def _provider(cls, value: str | None) -> str | None:
-        return normalize_provider(value) if value else value
-
-    @field_validator("environment")
-    @classmethod
-    def _environment(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        lowered = value.lower()
-        return _ENVIRONMENT_ALIASES.get(lowered, lowered)
-
     @model_validator(mode="after")
     def _consistent(self) -> UsageEvent:
+        # One Python validator per event, not one per field: validation is on the ingest hot path.
+        # Blank strings are absent attribution, not a department called "".
+        for name in _STRING_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not value:
+                object.__setattr__(self, name, None)
+        if self.provider:
+            object.__setattr__(self, "provider", normalize_provider(self.provider))
+        if self.environment:
+            lowered = self.environment.lower()
+            object.__setattr__(self, "environment", _ENVIRONMENT_ALIASES.get(lowered, lowered))
         problems = []
         if self.cost_usd is None:
             if not self.model:
                 problems.append("model: required (the model that served the call)")
         else:
-            if self.category in (Category.llm_inference, Category.embedding):
+            if self.category in ("llm_inference", "embedding"):
                 problems.append(
                     "cost_usd: only for line items not priced from tokens; set category to "
                     "infrastructure, storage, tool_use or other, or send token counts instead"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from itertools import chain
 from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..files import read_events, write_rejects
+from ..bulk import ingest_files
+from ..files import detect_format, write_rejects
 from ..money import format_usd
 from ._common import OutputFormat, console, err_console, handle_errors, open_ledger
 
@@ -31,13 +31,15 @@ def register(app: typer.Typer) -> None:
         rejects: Path = typer.Option(None, "--rejects", help="Where rejected lines go [default: FILE.rejects.jsonl]."),
         output: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json."),
         source: str = typer.Option(None, "--source", help="Label stored with each event [default: file:NAME]."),
+        workers: int = typer.Option(0, "--workers", min=0, help="Processes for large JSONL files [default: CPUs]."),
     ) -> None:
         """Ingest usage events; bad lines are rejected with line number and reason, the rest are kept.
 
         Exit status: 0 all accepted (duplicates included), 1 some lines rejected, 2 nothing could run.
         """
         with handle_errors():
-            streams = [read_events(path, input_format) for path in files]
+            for path in files:
+                detect_format(path, input_format)
             total = sum(_count_lines(path) for path in files)
         with open_ledger(ctx) as ledger:
             quiet = output == OutputFormat.json or not sys.stderr.isatty()
@@ -53,9 +55,12 @@ def register(app: typer.Typer) -> None:
             )
             with progress, handle_errors():
                 task = progress.add_task("ingest", total=total)
-                result = ledger.ingest(
-                    chain.from_iterable(streams),
+                result = ingest_files(
+                    ledger,
+                    files,
+                    fmt=input_format,
                     source=source or ("file:" + ",".join(p.name for p in files))[:256],
+                    workers=workers or None,
                     on_progress=lambda n: progress.advance(task, n),
                 )
         rejects_path = rejects or files[0].with_name(files[0].name + ".rejects.jsonl")

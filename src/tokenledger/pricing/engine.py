@@ -379,7 +379,7 @@ class Pricer:
                 event.provider or "unknown",
                 event.model,
             )
-        table = self.table_for(event.provider, event.model or "", event.service_tier.value, event.timestamp)
+        table = self.table_for(event.provider, event.model or "", event.service_tier, event.timestamp)
         if isinstance(table, Cost):
             return table
         return table.price(event_usage(event))
