@@ -6,7 +6,7 @@
 | ``fx_rates`` | ``TOKENLEDGER_FX_RATES`` (JSON, units per USD) | EUR, GBP, JPY, CHF, CAD, AUD, INR rates |
 | ``currency`` | ``TOKENLEDGER_CURRENCY`` | ``USD`` |
 | ``spool_dir`` | ``TOKENLEDGER_SPOOL_DIR`` | beside the SQLite file, or ``~/.local/state/tokenledger`` |
-| ``batch_size`` | ``TOKENLEDGER_BATCH_SIZE`` | 500 events per write |
+| ``batch_size`` | ``TOKENLEDGER_BATCH_SIZE`` | 200 events per background write |
 | ``flush_interval_s`` | ``TOKENLEDGER_FLUSH_INTERVAL_S`` | 0.2 s |
 | ``queue_size`` | ``TOKENLEDGER_QUEUE_SIZE`` | 100 000 events held before ``record()`` waits |
 """
@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     fx_rates: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_FX_RATES))
     currency: str = "USD"
     spool_dir: Path | None = None
-    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_size: int = Field(default=200, ge=1, le=10_000)
     flush_interval_s: float = Field(default=0.2, gt=0, le=60)
     queue_size: int = Field(default=100_000, ge=100)
 

@@ -235,8 +235,8 @@ class UsageEvent(BaseModel):
     service_tier: ServiceTier = "standard"  # type: ignore[assignment]  # stored as the plain value
     tags: Annotated[
         dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=512)]],
-        Field(max_length=64),
-    ] = {}
+        Field(default_factory=dict, max_length=64),
+    ]
 
     latency_ms: Annotated[float | None, Field(default=None, ge=0, le=86_400_000, allow_inf_nan=False)]
     status: Status = "success"  # type: ignore[assignment]

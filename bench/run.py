@@ -1,0 +1,272 @@
+"""tokenledger benchmarks. Results: docs/performance.md (copied by hand with the machine details).
+
+    python bench/run.py                       # record, ingest, query at 1M events
+    python bench/run.py query --sizes 1000000,10000000
+    python bench/run.py ingest --events 500000 --postgres postgresql://postgres@127.0.0.1:5432/test
+
+Each benchmark prints a table and writes bench/results/<name>.json. Ledgers built for the query
+benchmark are cached in bench/.cache/ (delete it to rebuild). PostgreSQL runs when --postgres or
+TOKENLEDGER_TEST_POSTGRES_URL names a server (each run uses its own schema, dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tokenledger import Ledger, Settings
+from tokenledger.bulk import ingest_files
+from tokenledger.demo import DemoSpec, generate
+from tokenledger.store.store import normalize_url
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+CACHE = HERE / ".cache"
+END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def machine() -> dict[str, object]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def save(name: str, data: dict[str, object]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    data = {"benchmark": name, "when": datetime.now(UTC).isoformat(), "machine": machine(), **data}
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2, default=str))
+    print(json.dumps(data, indent=2, default=str))
+
+
+@contextmanager
+def _sqlite_url(path: Path):
+    yield f"sqlite:///{path}"
+
+
+@contextmanager
+def pg_schema(base: str):
+    import sqlalchemy as sa
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(normalize_url(base))
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+def write_demo_file(path: Path, events: int, days: int = 90, seed: int = 7) -> None:
+    with open(path, "w") as handle:
+        for event in generate(DemoSpec(seed=seed, days=days, events=events, end=END)):
+            handle.write(json.dumps(event, separators=(",", ":")) + "\n")
+
+
+# -- record() ---------------------------------------------------------------------------------------
+
+
+def _record_timings(calls: int, rate: float | None, writer_idle: bool = False) -> tuple[list[float], float]:
+    folder = Path(tempfile.mkdtemp())
+    settings = Settings(database_url=f"sqlite:///{folder / 'record.db'}", spool_dir=folder / "spool")
+    if writer_idle:  # the writer sleeps through the timed calls: record()'s own cost, no contention
+        settings = settings.model_copy(update={"batch_size": 10_000, "flush_interval_s": 60})
+        calls = min(calls, 9_000)
+    timings: list[float] = []
+    with Ledger(settings=settings) as ledger:
+        with ledger.attribute(department="research", agent="bench", environment="production"):
+            for _ in range(2_000):  # warm-up: price tables, code paths
+                ledger.record(provider="openai", model="gpt-4o", input_tokens=1200, output_tokens=300)
+            ledger.flush()
+            clock = time.perf_counter_ns
+            interval = int(1e9 / rate) if rate else 0
+            next_at = clock()
+            for i in range(calls):
+                if interval:
+                    # Sleep (do not spin) until the next slot, as a process waiting on LLM calls does.
+                    next_at += interval
+                    delay = (next_at - clock()) / 1e9
+                    if delay > 0:
+                        time.sleep(delay)
+                start = clock()
+                ledger.record(
+                    provider="anthropic" if i % 2 else "openai",
+                    model="claude-sonnet-4-5" if i % 2 else "gpt-4o",
+                    input_tokens=1200 + i % 500,
+                    cache_read_tokens=400,
+                    output_tokens=300,
+                    operation="summarize",
+                    session_id=f"s{i // 20}",
+                )
+                timings.append((clock() - start) / 1000)
+        flush_start = time.perf_counter()
+    flush_s = time.perf_counter() - flush_start
+    shutil.rmtree(folder, ignore_errors=True)
+    return timings, flush_s
+
+
+def bench_record(args: argparse.Namespace) -> None:
+    """Caller-thread cost of Ledger.record() with the background writer (SQLite).
+
+    Three loads: a tight loop while the background writer is idle (record()'s own cost), a tight
+    loop that saturates the writer (GIL contention, the worst case), and calls paced at ``--rate``
+    per second with sleeps in between (on small VMs, code that runs after a sleep is 2-3x slower:
+    cold caches; see docs/performance.md).
+    """
+    runs = []
+    loads = (
+        ("tight loop, writer idle", None, True),
+        ("tight loop, writer busy", None, False),
+        (f"paced {args.rate:,.0f}/s", args.rate, False),
+    )
+    for label, rate, idle in loads:
+        timings, flush_s = _record_timings(args.calls, rate, idle)
+        runs.append(
+            {
+                "load": label,
+                "calls": len(timings),
+                "p50_us": round(percentile(timings, 50), 1),
+                "p90_us": round(percentile(timings, 90), 1),
+                "p99_us": round(percentile(timings, 99), 1),
+                "p999_us": round(percentile(timings, 99.9), 1),
+                "max_us": round(max(timings), 1),
+                "close_flush_s": round(flush_s, 3),
+            }
+        )
+        print(runs[-1], flush=True)
+    save("record", {"runs": runs})
+
+
+# -- bulk ingest ------------------------------------------------------------------------------------
+
+
+def bench_ingest(args: argparse.Namespace) -> None:
+    """Events/s of `tokenledger ingest` on a demo JSONL file, SQLite and PostgreSQL, 1 and N workers."""
+    folder = Path(tempfile.mkdtemp())
+    source = folder / "usage.jsonl"
+    write_demo_file(source, args.events)
+    size_mb = source.stat().st_size / 1e6
+    runs = []
+    targets = [("sqlite", None)]
+    if args.postgres:
+        targets.append(("postgresql", args.postgres))
+    for name, base in targets:
+        for workers in sorted({1, os.cpu_count() or 1}):
+            with _sqlite_url(folder / f"ingest-{workers}.db") if base is None else pg_schema(base) as url:
+                ledger = Ledger(settings=Settings(database_url=url, spool_dir=folder / "spool"), background=False)
+                start = time.perf_counter()
+                result = ingest_files(ledger, [source], workers=workers)
+                elapsed = time.perf_counter() - start
+                ledger.close()
+            assert result.accepted == args.events, result.to_dict()
+            runs.append(
+                {
+                    "database": name,
+                    "workers": workers,
+                    "events": args.events,
+                    "seconds": round(elapsed, 2),
+                    "events_per_s": round(args.events / elapsed),
+                }
+            )
+            print(runs[-1], flush=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    save("ingest", {"file_mb": round(size_mb, 1), "runs": runs})
+
+
+# -- grouped query ----------------------------------------------------------------------------------
+
+
+def build_ledger(events: int) -> Path:
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"demo-{events}.db"
+    if path.exists():
+        return path
+    print(f"building a {events:,}-event demo ledger in {path} ...", flush=True)
+    work = Path(tempfile.mkdtemp(dir=CACHE))
+    source = work / "usage.jsonl"
+    write_demo_file(source, events)
+    partial = work / "ledger.db"
+    ledger = Ledger(settings=Settings(database_url=f"sqlite:///{partial}", spool_dir=work / "spool"), background=False)
+    start = time.perf_counter()
+    result = ingest_files(ledger, [source])
+    ledger.close()
+    print(f"  ingested {result.accepted:,} in {time.perf_counter() - start:.0f}s", flush=True)
+    source.unlink()
+    partial.rename(path)
+    shutil.rmtree(work, ignore_errors=True)
+    return path
+
+
+def bench_query(args: argparse.Namespace) -> None:
+    """30-day `costs --by department,model` latency over demo ledgers of 1M and 10M events."""
+    runs = []
+    for size in args.sizes:
+        path = build_ledger(size)
+        # "now" 17 minutes past the hour, so the range has raw, hourly and daily segments.
+        now = END - timedelta(days=1) + timedelta(minutes=17)
+        settings = Settings(database_url=f"sqlite:///{path}", spool_dir=path.parent / "spool")
+        with Ledger(settings=settings, background=False, clock=lambda now=now: now) as ledger:
+            for by in (["department", "model"], ["agent"], ["day"]):
+                timings = []
+                for _ in range(args.repeat):
+                    start = time.perf_counter()
+                    report = ledger.costs(by=by, since="30d")
+                    rows = report.rows()
+                    timings.append((time.perf_counter() - start) * 1000)
+                runs.append(
+                    {
+                        "events": size,
+                        "by": ",".join(by),
+                        "rows": len(rows),
+                        "requests_in_range": int(report.total["requests"]),
+                        "p50_ms": round(percentile(timings, 50), 1),
+                        "p95_ms": round(percentile(timings, 95), 1),
+                        "max_ms": round(max(timings), 1),
+                    }
+                )
+                print(runs[-1], flush=True)
+    save("query", {"range": "30d ending 17 min past an hour", "runs": runs})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("benchmarks", nargs="*", default=["record", "ingest", "query"])
+    parser.add_argument("--calls", type=int, default=30_000, help="record(): calls to time")
+    parser.add_argument("--rate", type=float, default=2_000, help="record(): paced calls per second")
+    parser.add_argument("--events", type=int, default=200_000, help="ingest: events in the file")
+    parser.add_argument("--sizes", default="1000000", help="query: ledger sizes, comma-separated")
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--postgres", default=os.environ.get("TOKENLEDGER_TEST_POSTGRES_URL"))
+    args = parser.parse_args(argv)
+    args.sizes = [int(s) for s in str(args.sizes).split(",")]
+    for name in args.benchmarks:
+        {"record": bench_record, "ingest": bench_ingest, "query": bench_query}[name](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
