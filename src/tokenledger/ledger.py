@@ -28,13 +28,16 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
-from .errors import InvalidEvent, TokenLedgerError
-from .money import format_usd, nanos_to_usd
+from .alerts.bus import COST_RECORDED, EventBus
+from .budgets.enforce import Decision, Enforcer, Reservation
+from .budgets.service import BudgetService
+from .errors import InvalidEvent, InvalidInput, TokenLedgerError
+from .money import format_usd, nanos_to_usd, parse_usd, usd_to_nanos
 from .pricing import Cost, Pricer
 from .pricing.overrides import load_overrides
 from .settings import Settings
@@ -149,6 +152,39 @@ _ROW_ORDER = (
 if _ROW_ORDER != EVENT_COLUMNS:  # pragma: no cover - a schema change must update event_row too
     raise RuntimeError("event_row() is out of step with the events table columns")
 _COST = EVENT_INDEX["cost_nanos"]
+_EVENT_ID = EVENT_INDEX["event_id"]
+_INPUT = EVENT_INDEX["input_tokens"]
+#: What ``cost.recorded`` carries on the event bus.
+_PUBLISHED = (
+    "event_id",
+    "ts_us",
+    "provider",
+    "model",
+    "department",
+    "project",
+    "agent",
+    "environment",
+    "cost_nanos",
+    "priced",
+)
+_LINE_ITEM_DIMS = frozenset(
+    (
+        "provider",
+        "model",
+        "department",
+        "cost_center",
+        "project",
+        "team",
+        "user",
+        "agent",
+        "task",
+        "environment",
+        "version",
+        "operation",
+        "session_id",
+        "tags",
+    )
+)
 
 
 def _json_text(value: str | None) -> str:
@@ -224,6 +260,15 @@ class Ledger:
         self.clock: Clock = clock or _utcnow
         self.store = store or Store(self.settings.database_url)
         self.pricer = Pricer(load_overrides(self.store))
+        self.bus = EventBus()
+        self.enforcer = Enforcer(self.store, clock=self.clock, publish=self.bus.publish)
+        self.budgets = BudgetService(
+            self.store,
+            self.enforcer,
+            clock=self.clock,
+            fx_rates=self.settings.fx_rates,
+            approval_limit_usd=self.settings.approval_limit_usd,
+        )
         self._id_prefix = secrets.token_hex(8)
         self._id_counter = itertools.count(1)
         self._writer: BatchWriter | None = None
@@ -290,8 +335,14 @@ class Ledger:
         finally:
             _ATTRIBUTION.reset(token)
 
-    def record(self, *, source: str | None = "sdk", **fields: Any) -> PricedEvent:
-        """Validate, price and record one event; returns it priced. Raises InvalidEvent."""
+    def record(
+        self, *, source: str | None = "sdk", reservation: Reservation | None = None, **fields: Any
+    ) -> PricedEvent:
+        """Validate, price and record one event; returns it priced. Raises InvalidEvent.
+
+        With ``reservation``, the event is written at once and commits the reservation with the
+        event's actual cost, in the same transaction.
+        """
         defaults = _ATTRIBUTION.get()
         if defaults:
             merged = {k: v for k, v in defaults.items() if k != "tags"}
@@ -301,16 +352,23 @@ class Ledger:
             fields = merged
         if fields.get("timestamp") is None:
             fields["timestamp"] = self.clock()
+        if reservation is not None:
+            for key, value in reservation.dims.items():
+                fields.setdefault(key, value)
         event = parse_event(fields)
-        return self.record_event(event, source=source)
+        return self.record_event(event, source=source, reservation=reservation)
 
-    def record_event(self, event: UsageEvent, *, source: str | None = "sdk") -> PricedEvent:
+    def record_event(
+        self, event: UsageEvent, *, source: str | None = "sdk", reservation: Reservation | None = None
+    ) -> PricedEvent:
         if event.event_id is None:
             # A random 64-bit prefix per Ledger plus a counter: unique across processes, and ten
             # times cheaper than uuid4() on the hot path.
             object.__setattr__(event, "event_id", f"ev-{self._id_prefix}-{next(self._id_counter):x}")
         priced = self._price(event, event.event_id)  # type: ignore[arg-type]
-        if self._writer is not None:
+        if reservation is not None:
+            self._write_rows([event_row(priced, source=source, ingested_us=to_us(self.clock()))], reservation)
+        elif self._writer is not None:
             # The row is built here, not on the writer thread: the writer then holds the GIL for
             # less time, which is what keeps record()'s tail latency low (measured, bench/run.py).
             row = event_row(priced, source=source, ingested_us=to_us(self.clock()))
@@ -338,9 +396,117 @@ class Ledger:
         ingested = to_us(self.clock())
         return self._write_rows([event_row(priced, source=source, ingested_us=ingested) for priced in batch])
 
-    def _write_rows(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    def _write_rows(
+        self, rows: Sequence[tuple[Any, ...]], reservation: Reservation | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Store rows, count them in their budgets and commit ``reservation``, in one transaction."""
         with self.store.write() as conn:
-            return list(self.store.insert_events(conn, rows))
+            fresh = self.store.insert_events(conn, rows)
+            events = self.enforcer.on_events(conn, fresh)
+            if reservation is not None and not reservation.provisional:
+                row = rows[0]
+                self.enforcer.close_reservation(
+                    conn,
+                    reservation.id,
+                    status="committed",
+                    actual_nanos=row[_COST],
+                    event_id=row[_EVENT_ID],
+                    input_tokens=row[_INPUT],
+                )
+        self.enforcer.publish_after(events)
+        if fresh and self.bus.subscriber_count(COST_RECORDED):
+            for row in fresh:
+                self.bus.publish(COST_RECORDED, {name: row[EVENT_INDEX[name]] for name in _PUBLISHED})
+        return list(fresh)
+
+    # -- budgets -------------------------------------------------------------------------------
+
+    def estimate_cost(
+        self,
+        *,
+        model: str,
+        provider: str | None = None,
+        prompt: str | None = None,
+        input_tokens: int | None = None,
+        max_output_tokens: int = 0,
+        service_tier: str = "standard",
+    ) -> Decimal:
+        """An upper estimate of a request's cost from its prompt and its max output tokens."""
+        from .budgets.estimate import estimate_input_tokens
+
+        if input_tokens is None:
+            input_tokens = estimate_input_tokens(prompt or "", model, self.enforcer.learned_ratio(model))
+        event = parse_event(
+            {
+                "timestamp": self.clock(),
+                "provider": provider,
+                "model": model,
+                "input_tokens": input_tokens,
+                "output_tokens": max_output_tokens,
+                "service_tier": service_tier,
+            }
+        )
+        return nanos_to_usd(self.pricer.price(event).total_nanos)
+
+    def _budget_dims(self, dims: Mapping[str, Any]) -> dict[str, Any]:
+        merged = {k: v for k, v in _ATTRIBUTION.get().items()}
+        merged.update({k: v for k, v in dims.items() if v is not None})
+        return merged
+
+    def reserve(
+        self,
+        estimated_cost_usd: Decimal | str | int | None = None,
+        *,
+        ttl_s: float = 300,
+        prompt: str | None = None,
+        max_output_tokens: int = 0,
+        **dims: Any,
+    ) -> Reservation:
+        """Hold ``estimated_cost_usd`` against every matching budget, or raise BudgetExceeded.
+
+        Without an estimate, one is made from ``model``, ``prompt`` and ``max_output_tokens``.
+        """
+        dims = self._budget_dims(dims)
+        if estimated_cost_usd is None:
+            if not dims.get("model"):
+                raise InvalidInput("reserve(): give estimated_cost_usd, or model (and prompt / max_output_tokens)")
+            estimated_cost_usd = self.estimate_cost(
+                model=dims["model"], provider=dims.get("provider"), prompt=prompt, max_output_tokens=max_output_tokens
+            )
+        amount = usd_to_nanos(parse_usd(estimated_cost_usd, field="estimated_cost_usd"))
+        if amount < 0:
+            raise InvalidInput("estimated_cost_usd: must not be negative")
+        reservation = self.enforcer.reserve(
+            amount,
+            dims,
+            ttl=timedelta(seconds=ttl_s),
+            model=dims.get("model"),
+            prompt_chars=len(prompt) if prompt else None,
+        )
+        reservation._ledger = self
+        return reservation
+
+    def check(self, estimated_cost_usd: Decimal | str | int, **dims: Any) -> Decision:
+        """What reserve() would decide, without holding anything."""
+        amount = usd_to_nanos(parse_usd(estimated_cost_usd, field="estimated_cost_usd"))
+        return self.enforcer.check(amount, self._budget_dims(dims))
+
+    def commit_reservation(self, reservation: Reservation, actual_cost_usd: Decimal | str | int) -> PricedEvent:
+        """Charge ``actual_cost_usd`` as a line item with the reservation's attribution."""
+        fields = {k: v for k, v in reservation.dims.items() if k in _LINE_ITEM_DIMS}
+        return self.record(
+            reservation=reservation,
+            category="other",
+            operation=fields.pop("operation", None) or "reservation",
+            cost_usd=parse_usd(actual_cost_usd, field="actual_cost_usd"),
+            **fields,
+        )
+
+    def release_reservation(self, reservation: Reservation) -> None:
+        if reservation.provisional:
+            return
+        with self.store.write() as conn:
+            self.enforcer.close_reservation(conn, reservation.id, status="released", actual_nanos=0)
 
     # -- bulk ingest ---------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@
 | ``batch_size`` | ``TOKENLEDGER_BATCH_SIZE`` | 200 events per background write |
 | ``flush_interval_s`` | ``TOKENLEDGER_FLUSH_INTERVAL_S`` | 0.2 s |
 | ``queue_size`` | ``TOKENLEDGER_QUEUE_SIZE`` | 100 000 events held before ``record()`` waits |
+| ``approval_limit_usd`` | ``TOKENLEDGER_APPROVAL_LIMIT_USD`` | none: budget increases above it need approval |
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=200, ge=1, le=10_000)
     flush_interval_s: float = Field(default=0.2, gt=0, le=60)
     queue_size: int = Field(default=100_000, ge=100)
+    approval_limit_usd: Decimal | None = None
 
     @field_validator("fx_rates")
     @classmethod

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, and_, case, false, func, or_, select
+from sqlalchemy import Connection, Table, and_, case, false, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import InvalidInput
@@ -129,8 +129,16 @@ def grouped_costs(
     since_us: int,
     until_us: int,
     where: Mapping[str, Sequence[str | None]] | None = None,
+    *,
+    conn: Connection | None = None,
 ) -> list[CostRow]:
-    """Sum every measure over ``[since_us, until_us)`` grouped by ``by``, filtered by ``where``."""
+    """Sum every measure over ``[since_us, until_us)`` grouped by ``by``, filtered by ``where``.
+
+    Runs in ``conn`` when given (so a caller's transaction sees its own writes), else in a new read.
+    """
+    if conn is None:
+        with store.read() as own:
+            return grouped_costs(store, by, since_us, until_us, where, conn=own)
     where = where or {}
     validate_keys(by, what="group by")
     validate_keys(list(where), what="filter")
@@ -143,36 +151,35 @@ def grouped_costs(
         plan = _segments(since_us, until_us, allow_daily="hour" not in by)
 
     merged: dict[tuple[Any, ...], list[int | float]] = {}
-    with store.read() as conn:
-        for kind, start, end in plan:
-            if kind == "raw":
-                group = [_raw_column(k) for k in by]
-                conditions = [events.c.ts_us >= start, events.c.ts_us < end, *_filter(_raw_column, where, rollup=False)]
-                statement = select(*group, *_raw_measures()).where(and_(*conditions))
+    for kind, start, end in plan:
+        if kind == "raw":
+            group = [_raw_column(k) for k in by]
+            conditions = [events.c.ts_us >= start, events.c.ts_us < end, *_filter(_raw_column, where, rollup=False)]
+            statement = select(*group, *_raw_measures()).where(and_(*conditions))
+        else:
+            table = rollup_daily if kind == "daily" else rollup_hourly
+            group = [_rollup_column(table, k) for k in by]
+            conditions = [
+                table.c.bucket_us >= start,
+                table.c.bucket_us < end,
+                *_filter(lambda k, t=table: _rollup_column(t, k), where, rollup=True),
+            ]
+            sums = [func.coalesce(func.sum(table.c[m]), 0).label(m) for m in ROLLUP_MEASURES]
+            statement = select(*group, *sums).where(and_(*conditions))
+        if group:
+            statement = statement.group_by(*group)
+        for row in conn.execute(statement):
+            values = tuple(row)
+            key = tuple(None if v == "" else v for v in values[: len(by)])
+            measures = values[len(by) :]
+            if not group and not measures[0]:
+                continue  # an empty segment's SUMs
+            acc = merged.get(key)
+            if acc is None:
+                merged[key] = [_number(m, name) for m, name in zip(measures, ROLLUP_MEASURES, strict=True)]
             else:
-                table = rollup_daily if kind == "daily" else rollup_hourly
-                group = [_rollup_column(table, k) for k in by]
-                conditions = [
-                    table.c.bucket_us >= start,
-                    table.c.bucket_us < end,
-                    *_filter(lambda k, t=table: _rollup_column(t, k), where, rollup=True),
-                ]
-                sums = [func.coalesce(func.sum(table.c[m]), 0).label(m) for m in ROLLUP_MEASURES]
-                statement = select(*group, *sums).where(and_(*conditions))
-            if group:
-                statement = statement.group_by(*group)
-            for row in conn.execute(statement):
-                values = tuple(row)
-                key = tuple(None if v == "" else v for v in values[: len(by)])
-                measures = values[len(by) :]
-                if not group and not measures[0]:
-                    continue  # an empty segment's SUMs
-                acc = merged.get(key)
-                if acc is None:
-                    merged[key] = [_number(m, name) for m, name in zip(measures, ROLLUP_MEASURES, strict=True)]
-                else:
-                    for i, (m, name) in enumerate(zip(measures, ROLLUP_MEASURES, strict=True)):
-                        acc[i] += _number(m, name)
+                for i, (m, name) in enumerate(zip(measures, ROLLUP_MEASURES, strict=True)):
+                    acc[i] += _number(m, name)
     return [CostRow(keys=key, measures=dict(zip(ROLLUP_MEASURES, acc, strict=True))) for key, acc in merged.items()]
 
 

@@ -249,6 +249,13 @@ class Store:
             self.rebuild_rollups(conn, span[0], last_day + DAY_US)
             return int(span[2])
 
+    def upsert(self, table: Any, keys: Sequence[str], *, increment: Sequence[str]) -> Any:
+        """``INSERT .. ON CONFLICT (keys) DO UPDATE SET c = c + excluded.c`` for ``increment`` columns."""
+        statement = self._insert(table)
+        return statement.on_conflict_do_update(
+            index_elements=list(keys), set_={c: table.c[c] + statement.excluded[c] for c in increment}
+        )
+
     # -- meta ----------------------------------------------------------------------------------
 
     def get_meta(self, key: str, default: Any = None) -> Any:

@@ -2,6 +2,8 @@
 
 from alembic import context
 
+import tokenledger.alerts.tables  # noqa: F401  (registers the alert tables on metadata)
+import tokenledger.budgets.tables  # noqa: F401  (registers the budget tables on metadata)
 from tokenledger.store.schema import metadata
 
 connection = context.config.attributes.get("connection")
