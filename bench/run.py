@@ -22,6 +22,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from tokenledger import Ledger, Settings
@@ -253,9 +254,73 @@ def bench_query(args: argparse.Namespace) -> None:
     save("query", {"range": "30d ending 17 min past an hour", "runs": runs})
 
 
+# -- budgets: reserve + commit ----------------------------------------------------------------------
+
+
+def bench_budgets(args: argparse.Namespace) -> None:
+    """reserve() + record(reservation=...) with 20 budgets matching each request."""
+    runs = []
+    folder = Path(tempfile.mkdtemp())
+    targets = [("sqlite", None)] + ([("postgresql", args.postgres)] if args.postgres else [])
+    for name, base in targets:
+        with _sqlite_url(folder / "budgets.db") if base is None else pg_schema(base) as url:
+            settings = Settings(database_url=url, spool_dir=folder / "spool")
+            with Ledger(settings=settings, background=False) as ledger:
+                scopes = [
+                    {},
+                    {"department": "research"},
+                    {"agent": "planner"},
+                    {"environment": "production"},
+                    {"model": "gpt-4o"},
+                    {"provider": "openai"},
+                    {"project": "search"},
+                    {"team": "nlp"},
+                ]
+                for i in range(20):
+                    scope = {**scopes[i % len(scopes)], **({"department": "research"} if i >= len(scopes) else {})}
+                    ledger.budgets.create(
+                        name=f"b{i}",
+                        scope=scope,
+                        amount="1000000",
+                        action="block",
+                        period=("monthly", "daily", "weekly", "quarterly")[i % 4],
+                    )
+                dims = {
+                    "department": "research",
+                    "agent": "planner",
+                    "environment": "production",
+                    "project": "search",
+                    "team": "nlp",
+                    "provider": "openai",
+                    "model": "gpt-4o",
+                }
+                timings = []
+                for i in range(args.reservations + 200):
+                    start = time.perf_counter()
+                    reservation = ledger.reserve(Decimal("0.01"), **dims)
+                    ledger.record(input_tokens=1000, output_tokens=100, reservation=reservation)
+                    if i >= 200:  # warm-up
+                        timings.append((time.perf_counter() - start) * 1000)
+                matched = len(ledger.check(Decimal("0.01"), **dims).budgets)
+            runs.append(
+                {
+                    "database": name,
+                    "budgets_matching": matched,
+                    "pairs": len(timings),
+                    "p50_ms": round(percentile(timings, 50), 2),
+                    "p99_ms": round(percentile(timings, 99), 2),
+                    "max_ms": round(max(timings), 2),
+                }
+            )
+            print(runs[-1], flush=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    save("budgets", {"runs": runs})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmarks", nargs="*", default=["record", "ingest", "query"])
+    parser.add_argument("benchmarks", nargs="*", default=["record", "ingest", "query", "budgets"])
+    parser.add_argument("--reservations", type=int, default=2_000, help="budgets: reserve+commit pairs")
     parser.add_argument("--calls", type=int, default=30_000, help="record(): calls to time")
     parser.add_argument("--rate", type=float, default=2_000, help="record(): paced calls per second")
     parser.add_argument("--events", type=int, default=200_000, help="ingest: events in the file")
@@ -265,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in str(args.sizes).split(",")]
     for name in args.benchmarks:
-        {"record": bench_record, "ingest": bench_ingest, "query": bench_query}[name](args)
+        {"record": bench_record, "ingest": bench_ingest, "query": bench_query, "budgets": bench_budgets}[name](args)
 
 
 if __name__ == "__main__":

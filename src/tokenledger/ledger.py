@@ -34,6 +34,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .alerts.bus import COST_RECORDED, EventBus
+from .alerts.engine import AlertEngine
 from .budgets.enforce import Decision, Enforcer, Reservation
 from .budgets.service import BudgetService
 from .errors import InvalidEvent, InvalidInput, TokenLedgerError
@@ -262,6 +263,8 @@ class Ledger:
         self.pricer = Pricer(load_overrides(self.store))
         self.bus = EventBus()
         self.enforcer = Enforcer(self.store, clock=self.clock, publish=self.bus.publish)
+        # Budget levels published on the bus become alerts (outbox rows) through the alert rules.
+        self.alerts = AlertEngine(self.store, clock=self.clock, bus=self.bus)
         self.budgets = BudgetService(
             self.store,
             self.enforcer,
@@ -300,6 +303,7 @@ class Ledger:
         self._closed = True
         if self._writer is not None:
             self._writer.close()
+        self.alerts.close()
         self.store.dispose()
 
     def flush(self, timeout: float | None = None) -> bool:

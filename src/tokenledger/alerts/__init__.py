@@ -6,6 +6,7 @@ The pieces, each in its own module:
 * :mod:`.rules` -- rule kinds, scope and parameter validation, the built-in spend evaluators;
 * :mod:`.engine` -- :class:`AlertEngine`: channel and rule CRUD, ``fire`` with cooldown and
   escalation, ``evaluate``, ``history``;
+* :mod:`.records` -- the records handed back (alerts with deliveries, channels);
 * :mod:`.outbox` -- claim, send and settle deliveries with retries and backoff;
 * :mod:`.channels` -- webhook (HMAC-signed), Slack, email (SMTP) and PagerDuty Events API v2;
 * :mod:`.tables` -- the four tables (migration ``0002``).

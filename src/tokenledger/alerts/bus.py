@@ -51,7 +51,7 @@ TOPICS = (COST_RECORDED, BUDGET_WARNING, BUDGET_CRITICAL, BUDGET_EXCEEDED, BUDGE
 WILDCARD = "*"
 
 #: A subscriber is called with the payload dict (treat it as read-only: it is shared).
-Subscriber = Callable[[dict[str, Any]], None]
+Subscriber = Callable[[dict[str, Any]], object]  # a return value is ignored
 
 
 class EventBus:

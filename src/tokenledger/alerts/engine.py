@@ -17,7 +17,6 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -30,8 +29,9 @@ from ..errors import Conflict, InvalidInput, NotFound, StorageUnavailable
 from ..store.store import Store
 from ..timeutil import from_us, parse_moment, to_us
 from .bus import ALERT_FIRED, BUDGET_CRITICAL, BUDGET_EXCEEDED, BUDGET_WARNING, EventBus
-from .channels import redact_config, validate_channel_config
+from .channels import validate_channel_config
 from .outbox import FAILED, PENDING, DeliveryOutcome, DeliveryReport, deliver_due
+from .records import Alert, AlertChannel, Delivery, alert_from_row, channel_from_row, load_deliveries, rule_from_row
 from .rules import (
     BUDGET_LEVELS,
     BUILTIN_EVALUATORS,
@@ -39,6 +39,7 @@ from .rules import (
     SEVERITY_RANK,
     Evaluator,
     Rule,
+    usd_text,
     validate_kind,
     validate_params,
     validate_scope,
@@ -54,76 +55,6 @@ DEFAULT_COOLDOWN_S = 86_400
 Clock = Callable[[], datetime]
 
 
-@dataclass(frozen=True, slots=True)
-class AlertChannel:
-    id: int
-    name: str
-    kind: str
-    config: dict[str, Any]
-    created_at: datetime
-
-    def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "kind": self.kind,
-            "config": redact_config(self.kind, self.config) if redact else dict(self.config),
-            "created_at": self.created_at.isoformat(),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """Where one alert stands on one channel."""
-
-    channel: str | None
-    status: str
-    attempts: int
-    last_error: str | None
-    delivered_at: datetime | None
-    next_attempt: datetime | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "channel": self.channel,
-            "status": self.status,
-            "attempts": self.attempts,
-            "last_error": self.last_error,
-            "delivered_at": self.delivered_at.isoformat() if self.delivered_at else None,
-            "next_attempt": self.next_attempt.isoformat() if self.next_attempt else None,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    id: int
-    rule_id: int | None
-    rule: str | None
-    severity: str
-    dedup_key: str
-    title: str
-    message: str
-    data: dict[str, Any]
-    fired_at: datetime
-    deliveries: list[Delivery] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``alert.fired`` bus payload, and the JSON of ``alerts history``."""
-        return {
-            "alert_id": self.id,
-            "rule_id": self.rule_id,
-            "rule": self.rule,
-            "severity": self.severity,
-            "dedup_key": self.dedup_key,
-            "title": self.title,
-            "message": self.message,
-            "data": self.data,
-            "fired_at": self.fired_at.isoformat(),
-            "channels": [d.channel for d in self.deliveries],
-            "deliveries": [d.to_dict() for d in self.deliveries],
-        }
-
-
 def _name(value: Any, field_name: str = "name") -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{field_name}: required, a non-empty name")
@@ -135,6 +66,13 @@ def _name(value: Any, field_name: str = "name") -> str:
 def _jsonable(data: Mapping[str, Any] | None) -> dict[str, Any]:
     """Decimals and datetimes become strings, as everywhere in our JSON."""
     return json.loads(json.dumps(dict(data or {}), default=str))
+
+
+def _usd(value: Any) -> str:
+    try:
+        return usd_text(Decimal(str(value)))
+    except InvalidOperation:
+        return str(value)
 
 
 def _lock_key(dedup_key: str) -> int:
@@ -216,14 +154,14 @@ class AlertEngine:
     def list_channels(self) -> list[AlertChannel]:
         with self.store.read() as conn:
             rows = conn.execute(select(alert_channels).order_by(alert_channels.c.name)).all()
-        return [self._channel(row) for row in rows]
+        return [channel_from_row(row) for row in rows]
 
     def get_channel(self, name: str) -> AlertChannel:
         with self.store.read() as conn:
             row = conn.execute(select(alert_channels).where(alert_channels.c.name == name)).first()
         if row is None:
             raise NotFound(f"channel {name!r} does not exist; see `tokenledger alerts channels`")
-        return self._channel(row)
+        return channel_from_row(row)
 
     def delete_channel(self, name: str) -> None:
         """Delete a channel no rule uses; its undelivered notifications are marked failed."""
@@ -238,12 +176,6 @@ class AlertEngine:
                 .values(status=FAILED, last_error="channel was deleted", lease_until_us=None)
             )
             conn.execute(delete(alert_channels).where(alert_channels.c.id == channel.id))
-
-    @staticmethod
-    def _channel(row: Any) -> AlertChannel:
-        return AlertChannel(
-            id=row.id, name=row.name, kind=row.kind, config=dict(row.config), created_at=from_us(row.created_us)
-        )
 
     # -- rules -----------------------------------------------------------------------------------
 
@@ -309,7 +241,7 @@ class AlertEngine:
             row = conn.execute(select(alert_rules).where(column == rule)).first()
         if row is None:
             raise NotFound(f"alert rule {rule!r} does not exist; see `tokenledger alerts list`")
-        return self._rule(row)
+        return rule_from_row(row)
 
     def set_enabled(self, rule: str | int, enabled: bool) -> Rule:
         found = self.get_rule(rule)
@@ -325,21 +257,7 @@ class AlertEngine:
             conn.execute(delete(alert_rules).where(alert_rules.c.id == found.id))
 
     def _rule_rows(self, conn: Connection) -> list[Rule]:
-        return [self._rule(row) for row in conn.execute(select(alert_rules).order_by(alert_rules.c.name))]
-
-    @staticmethod
-    def _rule(row: Any) -> Rule:
-        return Rule(
-            id=row.id,
-            name=row.name,
-            kind=row.kind,
-            scope=dict(row.scope or {}),
-            params=dict(row.params or {}),
-            channels=list(row.channels or []),
-            cooldown_s=int(row.cooldown_s),
-            enabled=bool(row.enabled),
-            created_at=from_us(row.created_us),
-        )
+        return [rule_from_row(row) for row in conn.execute(select(alert_rules).order_by(alert_rules.c.name))]
 
     # -- firing ----------------------------------------------------------------------------------
 
@@ -420,7 +338,9 @@ class AlertEngine:
         test: bool = False,
     ) -> Alert:
         alert_id = conn.execute(
-            insert(alerts).values(
+            insert(alerts)
+            .returning(alerts.c.id)
+            .values(
                 rule_id=rule.id if rule else None,
                 dedup_key=dedup_key,
                 severity=severity,
@@ -429,7 +349,7 @@ class AlertEngine:
                 data=data,
                 fired_us=now_us,
             )
-        ).inserted_primary_key[0]
+        ).scalar_one()
         fired_at = from_us(now_us)
         payload = {
             "alert_id": alert_id,
@@ -497,7 +417,7 @@ class AlertEngine:
                 dedup_key=f"budget:{payload.get('budget_id')}:{payload.get('period_start')}:{rule.id}",
                 title=f"Budget {name} {level}: {payload.get('percent_used')}% used",
                 message=(
-                    f"Budget {name} has spent ${payload.get('spent_usd')} of ${payload.get('limit_usd')} "
+                    f"Budget {name} has spent {_usd(payload.get('spent_usd'))} of {_usd(payload.get('limit_usd'))} "
                     f"({payload.get('percent_used')}%) in the period {payload.get('period_start')} "
                     f"to {payload.get('period_end')}."
                 ),
@@ -597,47 +517,5 @@ class AlertEngine:
             query = query.where(alerts.c.rule_id == self.get_rule(rule).id)
         with self.store.read() as conn:
             rows = conn.execute(query).all()
-            ids = [row.id for row in rows]
-            deliveries: dict[int, list[Delivery]] = {}
-            if ids:
-                o = alert_outbox.c
-                outbox_rows = conn.execute(
-                    select(
-                        o.alert_id,
-                        o.status,
-                        o.attempts,
-                        o.last_error,
-                        o.delivered_us,
-                        o.next_attempt_us,
-                        alert_channels.c.name.label("channel"),
-                    )
-                    .select_from(alert_outbox.outerjoin(alert_channels, o.channel_id == alert_channels.c.id))
-                    .where(o.alert_id.in_(ids))
-                    .order_by(o.id)
-                )
-                for row in outbox_rows:
-                    deliveries.setdefault(row.alert_id, []).append(
-                        Delivery(
-                            channel=row.channel,
-                            status=row.status,
-                            attempts=int(row.attempts),
-                            last_error=row.last_error,
-                            delivered_at=from_us(row.delivered_us) if row.delivered_us is not None else None,
-                            next_attempt=from_us(row.next_attempt_us) if row.status == PENDING else None,
-                        )
-                    )
-        return [
-            Alert(
-                id=row.id,
-                rule_id=row.rule_id,
-                rule=row.rule_name,
-                severity=row.severity,
-                dedup_key=row.dedup_key,
-                title=row.title,
-                message=row.message,
-                data=dict(row.data or {}),
-                fired_at=from_us(row.fired_us),
-                deliveries=deliveries.get(row.id, []),
-            )
-            for row in rows
-        ]
+            deliveries = load_deliveries(conn, [row.id for row in rows])
+        return [alert_from_row(row, deliveries.get(row.id, [])) for row in rows]

@@ -44,6 +44,7 @@ __all__ = [
     "period_start",
     "previous_period_start",
     "BUILTIN_EVALUATORS",
+    "usd_text",
 ]
 
 RULE_KINDS = ("budget", "absolute_spend", "percent_increase", "cost_per_request", "forecast_overrun", "anomaly")
@@ -155,11 +156,12 @@ def _amount(params: Mapping[str, Any], name: str, *, required: bool = True) -> s
     return str(value)
 
 
-def _percent(params: Mapping[str, Any], name: str, *, required: bool) -> str | None:
+def _percent(params: Mapping[str, Any], name: str, *, required: bool, upper: int = 100) -> str | None:
+    """A percentage in (0, upper]; thresholds of use are at most 100, increases may be more."""
     raw = params.get(name)
     if raw in (None, ""):
         if required:
-            raise InvalidInput(f"{name}: required, a percentage between 0 and 100")
+            raise InvalidInput(f"{name}: required, a percentage between 0 and {upper}")
         return None
     if isinstance(raw, float) or isinstance(raw, bool):
         raise InvalidInput(f"{name}: give the percentage as a decimal string, e.g. '50'")
@@ -167,8 +169,8 @@ def _percent(params: Mapping[str, Any], name: str, *, required: bool) -> str | N
         value = Decimal(str(raw).strip().rstrip("%"))
     except InvalidOperation:
         raise InvalidInput(f"{name}: {raw!r} is not a number") from None
-    if not value.is_finite() or not 0 < value <= 100:
-        raise InvalidInput(f"{name}: {raw} is outside 0-100")
+    if not value.is_finite() or not 0 < value <= upper:
+        raise InvalidInput(f"{name}: {raw} is outside 0-{upper}")
     return str(value)
 
 
@@ -219,7 +221,7 @@ def validate_params(kind: str, params: Mapping[str, Any] | None) -> dict[str, An
     if kind == "percent_increase":
         _check_param_keys(params, common | {"percent", "period", "min_usd"}, kind)
         out = {
-            "percent": _percent(params, "percent", required=True),
+            "percent": _percent(params, "percent", required=True, upper=10_000),  # "more than doubled" is 100+
             "period": _choice(params, "period", PERIODS, "day"),
             "severity": severity,
         }
@@ -277,8 +279,8 @@ def _spend(store: Store, rule: Rule, since_us: int, until_us: int) -> tuple[int,
     return int(rows[0].measures["cost_nanos"]), int(rows[0].measures["requests"])
 
 
-def _usd(nanos: int | Decimal) -> str:
-    """For messages people read: cents from a dollar up, more places below."""
+def usd_text(nanos: int | Decimal) -> str:
+    """For messages people read (nano-USD, or a Decimal in USD): cents from a dollar up, more below."""
     value = nanos_to_usd(int(nanos)) if isinstance(nanos, int) else nanos
     places = Decimal("0.01") if abs(value) >= 1 else Decimal("0.0001")
     return f"${value.quantize(places)}"
@@ -301,10 +303,10 @@ def evaluate_absolute_spend(rule: Rule, now: datetime, store: Store) -> list[Fin
         Finding(
             severity=rule.params.get("severity", "warning"),
             dedup_key=f"rule:{rule.id}:{period}:{start.date().isoformat()}",
-            title=f"{rule.name}: {_usd(spent)} spent this {period}{_scope_text(rule)}",
+            title=f"{rule.name}: {usd_text(spent)} spent this {period}{_scope_text(rule)}",
             message=(
-                f"Spend since {start.date().isoformat()} is {_usd(spent)} over {requests:,} requests, "
-                f"at or above the {_usd(threshold)} threshold{_scope_text(rule)}."
+                f"Spend since {start.date().isoformat()} is {usd_text(spent)} over {requests:,} requests, "
+                f"at or above the {usd_text(threshold)} threshold{_scope_text(rule)}."
             ),
             data={
                 "spent_usd": format_usd(spent),
@@ -338,8 +340,8 @@ def evaluate_percent_increase(rule: Rule, now: datetime, store: Store) -> list[F
             dedup_key=f"rule:{rule.id}:{period}:{start.date().isoformat()}",
             title=f"{rule.name}: spend up {increase}% on the previous {period}{_scope_text(rule)}",
             message=(
-                f"{_usd(current)} since {start.date().isoformat()} against {_usd(before)} over the same stretch of "
-                f"the previous {period}: up {increase}%, above the {percent}% threshold{_scope_text(rule)}."
+                f"{usd_text(current)} since {start.date().isoformat()} against {usd_text(before)} over the same "
+                f"stretch of the previous {period}: up {increase}%, above the {percent}% threshold{_scope_text(rule)}."
             ),
             data={
                 "current_usd": format_usd(current),
@@ -369,10 +371,10 @@ def evaluate_cost_per_request(rule: Rule, now: datetime, store: Store) -> list[F
         Finding(
             severity=rule.params.get("severity", "warning"),
             dedup_key=f"rule:{rule.id}:{window}:{bucket.isoformat()}",
-            title=f"{rule.name}: {_usd(average)} per request over the last {window}{_scope_text(rule)}",
+            title=f"{rule.name}: {usd_text(average)} per request over the last {window}{_scope_text(rule)}",
             message=(
-                f"{requests:,} requests cost {_usd(cost)} in the last {window}, {_usd(average)} each on average, "
-                f"above the {_usd(threshold)} per-request threshold{_scope_text(rule)}."
+                f"{requests:,} requests cost {usd_text(cost)} in the last {window}, {usd_text(average)} each on "
+                f"average, above the {usd_text(threshold)} per-request threshold{_scope_text(rule)}."
             ),
             data={
                 "cost_usd": format_usd(cost),

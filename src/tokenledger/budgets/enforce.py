@@ -38,7 +38,7 @@ from ..store.schema import EVENT_INDEX, meta
 from ..store.store import Store
 from ..timeutil import from_us, to_us
 from .model import LEVELS, Budget
-from .periods import HOUR_US
+from .periods import HOUR_US, Window
 from .tables import approvals, budget_rate, budget_usage, budgets, reservations, token_ratios
 
 __all__ = ["Enforcer", "Reservation", "Decision", "BUDGETS_VERSION_KEY"]
@@ -122,8 +122,10 @@ class _Book:
             slot = self.index.setdefault(first_index, {})
             for value in values:
                 slot.setdefault(value, []).append(budget)
-        # Current windows cached per budget: (start_us, end_us, bucket_us)
+        # Windows cached per budget: (start_us, end_us, bucket_us) for event timestamps, and the
+        # current window for decisions.
         self.windows: dict[int, tuple[int, int, int]] = {}
+        self.current: dict[int, Window] = {}
 
     def for_row(self, row: Sequence[Any]) -> list[Budget]:
         found = list(self.unconditional)
@@ -140,6 +142,18 @@ class _Book:
 
     def for_dims(self, dims: Mapping[str, Any]) -> list[Budget]:
         return sorted((b for b in self.budgets.values() if b.active and b.matches(dims)), key=lambda b: b.id)
+
+    def window(self, budget: Budget, now: datetime) -> Window:
+        """The budget's current window, cached until it ends (rolling windows move every call)."""
+        if budget.period == "rolling":
+            return budget.window(now)
+        now_us = to_us(now)
+        cached = self.current.get(budget.id)
+        if cached is not None and cached.start_us <= now_us < cached.end_us:
+            return cached
+        window = budget.window(now)
+        self.current[budget.id] = window
+        return window
 
     def bucket(self, budget: Budget, ts_us: int) -> int:
         if budget.period == "rolling":
@@ -181,6 +195,7 @@ class Enforcer:
         self.publish: Publish = publish or (lambda topic, payload: None)
         self._lock = threading.Lock()
         self._book: _Book | None = None
+        self._expired_at = 0
 
     # -- the book of budgets -------------------------------------------------------------------------
 
@@ -268,36 +283,46 @@ class Enforcer:
 
     def usage(self, conn: Connection, budget: Budget, now: datetime) -> tuple[int, int, int]:
         """(spent, reserved, bucket) of the budget's current window."""
-        window = budget.window(now)
-        if window.rolling:
-            row = conn.execute(
-                select(budget_usage.c.spent_nanos, budget_usage.c.reserved_nanos).where(
-                    and_(
-                        budget_usage.c.budget_id == budget.id,
-                        budget_usage.c.bucket_us >= window.start_us - window.start_us % HOUR_US,
-                    )
-                )
-            ).all()
-            return sum(r[0] for r in row), sum(r[1] for r in row), window.bucket_us
-        row = conn.execute(
-            select(budget_usage.c.spent_nanos, budget_usage.c.reserved_nanos).where(
-                and_(budget_usage.c.budget_id == budget.id, budget_usage.c.bucket_us == window.bucket_us)
-            )
-        ).first()
-        return (int(row[0]), int(row[1]), window.bucket_us) if row else (0, 0, window.bucket_us)
+        return self.usage_many(conn, [budget], now, self.book(conn))[budget.id][:3]
+
+    def usage_many(
+        self, conn: Connection, items: Sequence[Budget], now: datetime, book: _Book
+    ) -> dict[int, tuple[int, int, int, int]]:
+        """(spent, reserved, bucket, level) of each budget's current window, in one query."""
+        if not items:
+            return {}
+        windows = {b.id: book.window(b, now) for b in items}
+        floor = min(w.start_us - w.start_us % HOUR_US if w.rolling else w.bucket_us for w in windows.values())
+        rows = conn.execute(
+            select(
+                budget_usage.c.budget_id,
+                budget_usage.c.bucket_us,
+                budget_usage.c.spent_nanos,
+                budget_usage.c.reserved_nanos,
+                budget_usage.c.level,
+            ).where(and_(budget_usage.c.budget_id.in_(list(windows)), budget_usage.c.bucket_us >= floor))
+        ).all()
+        out = {b.id: (0, 0, windows[b.id].bucket_us, 0) for b in items}
+        for budget_id, bucket, spent, reserved, level in rows:
+            window = windows[budget_id]
+            if window.rolling:
+                if bucket >= window.start_us - window.start_us % HOUR_US:
+                    s0, r0, k0, l0 = out[budget_id]
+                    out[budget_id] = (s0 + int(spent), r0 + int(reserved), k0, max(l0, level if bucket == k0 else 0))
+            elif bucket == window.bucket_us:
+                out[budget_id] = (int(spent), int(reserved), bucket, int(level))
+        return out
 
     def _levels(self, conn: Connection, book: _Book, budget_ids: Iterable[int]) -> list[tuple[str, dict[str, Any]]]:
         """Raise stored levels that spend has crossed in the current windows; return bus events."""
         now = self.clock()
         now_us = to_us(now)
+        touched = [book.budgets[i] for i in sorted(budget_ids) if i in book.budgets]
         events: list[tuple[str, dict[str, Any]]] = []
-        for budget_id in sorted(budget_ids):
-            budget = book.budgets.get(budget_id)
-            if budget is None:
-                continue
-            spent, _, bucket = self.usage(conn, budget, now)
+        for budget_id, (spent, _, bucket, stored) in self.usage_many(conn, touched, now, book).items():
+            budget = book.budgets[budget_id]
             level = budget.level(spent, now_us)
-            if not level:
+            if level <= stored:
                 continue
             raised = conn.execute(
                 update(budget_usage)
@@ -363,18 +388,22 @@ class Enforcer:
     ) -> tuple[Decision, list[tuple[str, dict[str, Any]]], list[tuple[int, int]]]:
         """Decide a request of ``amount_nanos`` against every matching budget (locks them)."""
         now_us = to_us(now)
-        matched = self.book(conn).for_dims(dims)
+        book = self.book(conn)
+        matched = book.for_dims(dims)
         self._lock_budgets(conn, [b.id for b in matched])
-        if hold:
+        if hold and now_us - self._expired_at >= 1_000_000:
+            # Stale holds are released at most once a second per process: TTLs are minutes long.
+            self._expired_at = now_us
             self.expire(conn, now_us)
         decision = Decision(allowed=True)
         events: list[tuple[str, dict[str, Any]]] = []
         holds: list[tuple[int, int]] = []
+        usage = self.usage_many(conn, matched, now, book)
         for budget in matched:
-            spent, reserved, bucket = self.usage(conn, budget, now)
+            spent, reserved, bucket, _ = usage[budget.id]
             limit = budget.limit_at(now_us)
             remaining = limit - spent - reserved
-            window = budget.window(now)
+            window = book.window(budget, now)
             state = {
                 "budget_id": budget.id,
                 "name": budget.name,

@@ -139,7 +139,11 @@ def add(
     budget: str = typer.Option(None, "--budget", help="budget: the budget's name, or * for all [default: *]."),
     levels: str = typer.Option(None, "--levels", help="budget: warning,critical,exceeded [default: all]."),
     amount: str = typer.Option(None, "--amount", help="absolute_spend / cost_per_request: threshold in USD."),
-    percent: str = typer.Option(None, "--percent", help="percent_increase (or budget): threshold, 0-100."),
+    percent: str = typer.Option(
+        None,
+        "--percent",
+        help="percent_increase: increase in percent (e.g. 50, or 150 for more than doubled); budget: 0-100.",
+    ),
     period: str = typer.Option(None, "--period", help="absolute_spend / percent_increase: day, week or month."),
     window: str = typer.Option(None, "--window", help="cost_per_request: 1h or 24h."),
     severity: str = typer.Option(None, "--severity", help="Severity of spend alerts [default: warning]."),
