@@ -40,3 +40,26 @@ def test_every_event_field_is_documented():
     text = (DOCS / "concepts.md").read_text()
     missing = [name for name in UsageEvent.model_fields if f"`{name}`" not in text]
     assert not missing, f"undocumented event fields: {missing}"
+
+
+def test_every_api_route_is_in_the_reference(tmp_path):
+    import re
+
+    from tokenledger import Ledger, Settings
+    from tokenledger.server import create_app
+
+    reference = (DOCS / "api.md").read_text()
+    with Ledger(
+        settings=Settings(database_url=f"sqlite:///{tmp_path / 'd.db'}", spool_dir=tmp_path / "s"), background=False
+    ) as ledger:
+        paths = create_app(ledger).openapi()["paths"]
+    documented = {
+        re.sub(r"\?.*", "", p) for p in re.findall(r"`(?:GET|POST|PATCH|DELETE|GET/POST) ([^ `]+)", reference)
+    }
+    documented |= set(re.findall(r"`(/[^ `?]+)", reference))
+    def shape(path: str) -> str:  # parameter names may differ: /api/budgets/{key} ~ /api/budgets/{name-or-id}
+        return re.sub(r"\{[^}]*\}", "{}", path)
+
+    documented = {shape(p) for p in documented}
+    missing = [p for p in paths if shape(p) not in documented]
+    assert not missing, f"undocumented API routes: {missing}"

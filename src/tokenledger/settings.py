@@ -10,6 +10,7 @@
 | ``flush_interval_s`` | ``TOKENLEDGER_FLUSH_INTERVAL_S`` | 0.2 s |
 | ``queue_size`` | ``TOKENLEDGER_QUEUE_SIZE`` | 100 000 events held before ``record()`` waits |
 | ``approval_limit_usd`` | ``TOKENLEDGER_APPROVAL_LIMIT_USD`` | none: budget increases above it need approval |
+| ``otel_attribute_map`` | ``TOKENLEDGER_OTEL_ATTRIBUTE_MAP`` | ``{}``: extra span attribute -> event field mapping |
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Settings(BaseSettings):
     flush_interval_s: float = Field(default=0.2, gt=0, le=60)
     queue_size: int = Field(default=100_000, ge=100)
     approval_limit_usd: Decimal | None = None
+    otel_attribute_map: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("fx_rates")
     @classmethod

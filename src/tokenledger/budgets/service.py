@@ -433,6 +433,38 @@ class BudgetService:
         )
         return int(approval_id)
 
+    def deactivate(self, key: int | str, *, justification: str, actor: str | None = None) -> dict[str, Any]:
+        """Retire a budget: it stops counting and enforcing; its history stays."""
+        justification = (justification or "").strip()
+        if not justification:
+            raise InvalidInput("justification: retiring a budget needs a reason")
+        now = self.clock()
+        with self.store.write() as conn:
+            self.enforcer.lock_for_change(conn)
+            budget = self.get(key, conn)
+            conn.execute(update(budgets).where(budgets.c.id == budget.id).values(active=False, updated_us=to_us(now)))
+            conn.execute(
+                budget_changes.insert().values(
+                    budget_id=budget.id,
+                    kind="deactivated",
+                    old_amount=f"{budget.amount:f}",
+                    justification=justification,
+                    actor=actor,
+                    at_us=to_us(now),
+                )
+            )
+            audit(
+                conn,
+                at=now,
+                actor=actor,
+                action="budget.deactivated",
+                entity="budget",
+                entity_id=budget.id,
+                detail={"why": justification},
+            )
+            self.enforcer.bump_version(conn)
+        return {"budget": budget.name, "active": False}
+
     def request_overage(
         self,
         key: int | str,

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import tokenledger.access  # noqa: F401  (registers the api_keys table on metadata)
 import tokenledger.alerts.tables  # noqa: F401  (registers the alert tables on metadata)
 import tokenledger.budgets.tables  # noqa: F401  (registers the budget tables on metadata)
 from tokenledger.store.schema import metadata
