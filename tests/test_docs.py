@@ -57,6 +57,7 @@ def test_every_api_route_is_in_the_reference(tmp_path):
         re.sub(r"\?.*", "", p) for p in re.findall(r"`(?:GET|POST|PATCH|DELETE|GET/POST) ([^ `]+)", reference)
     }
     documented |= set(re.findall(r"`(/[^ `?]+)", reference))
+
     def shape(path: str) -> str:  # parameter names may differ: /api/budgets/{key} ~ /api/budgets/{name-or-id}
         return re.sub(r"\{[^}]*\}", "{}", path)
 

@@ -430,6 +430,22 @@ def test_genai_span_with_bad_ids_is_rejected() -> None:
     assert "8-byte spanId" in item.message
 
 
+def test_implausible_span_times() -> None:
+    two_days = 2 * 86_400 * 10**9
+    event = only(
+        spans_to_events(
+            export(lambda p: span(p, "chat", dict(OPENAI_CHAT), end=START_NS + two_days)).SerializeToString()
+        )
+    )
+    assert "latency_ms" not in event  # a stuck span keeps its cost; its latency is dropped
+
+    document = otlp_json(export(lambda p: span(p, "chat", dict(OPENAI_CHAT))))
+    document["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["endTimeUnixNano"] = "18446744073709551615"
+    [(_, item)] = spans_to_events(document)
+    assert isinstance(item, InvalidEvent)
+    assert "is outside 2015-01-01 .. 2100-01-01" in item.message  # uint64 max: year 2554
+
+
 def test_empty_export_has_no_events() -> None:
     assert spans_to_events(b"") == []
     assert spans_to_events({"resourceSpans": []}) == []

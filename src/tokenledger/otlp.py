@@ -133,6 +133,7 @@ _REASONING = (
     "gen_ai.usage.output_tokens.reasoning",
 )
 _USAGE_KEYS = frozenset((*_INPUT, *_OUTPUT))
+_MAX_LATENCY_MS = 86_400_000  # UsageEvent's bound
 _AGENT_OPERATIONS = frozenset({"invoke_agent", "create_agent", "invoke_workflow"})
 _CATEGORIES = {"embeddings": "embedding", "execute_tool": "tool_use"}
 _TIERS = {"default": "standard", "standard": "standard", "batch": "batch", "flex": "flex", "priority": "priority"}
@@ -432,7 +433,9 @@ def _span_event(
         **fields,
     }
     if span.start_time_unix_nano and span.end_time_unix_nano >= span.start_time_unix_nano:
-        event["latency_ms"] = (span.end_time_unix_nano - span.start_time_unix_nano) / 1_000_000
+        latency_ms = (span.end_time_unix_nano - span.start_time_unix_nano) / 1_000_000
+        if latency_ms <= _MAX_LATENCY_MS:  # a day-long span keeps its cost, not its (implausible) latency
+            event["latency_ms"] = latency_ms
     if (request_id := _text(attrs.get("gen_ai.response.id"))) is not None:
         event["request_id"] = request_id
     operation_name = _text(attrs.get("gen_ai.operation.name"))

@@ -202,6 +202,23 @@ def test_litellm_rows_api_answer_and_jsonl(tmp_path: Path) -> None:
     assert rejections["spend.jsonl:4"] == "expected a spend-log row (JSON object), got str"
 
 
+def test_litellm_implausible_durations_keep_the_event() -> None:
+    row = {
+        "request_id": "r-1",
+        "model": "gpt-4o",
+        "custom_llm_provider": "openai",
+        "prompt_tokens": 10,
+        "completion_tokens": 2,
+        "startTime": "2025-11-14T09:00:00",
+        "endTime": "2025-11-14T09:00:02",
+    }
+    events = [item for _, item in read_litellm_spend_logs([{**row, "request_duration_ms": "n/a"}])]
+    assert events[0]["latency_ms"] == 2000.0  # falls back to endTime - startTime
+    events = [item for _, item in read_litellm_spend_logs([{**row, "endTime": "2025-11-10T09:00:00"}])]
+    assert "latency_ms" not in events[0]
+    parse_event(events[0])
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [

@@ -95,6 +95,7 @@ _KNOWN_PREFIXES = frozenset(
 )
 _MCP_CALL_TYPES = frozenset({"call_mcp_tool", "acall_mcp_tool"})
 _TRUE = frozenset({"true", "1", "yes", "hit"})
+_MAX_LATENCY_MS = 86_400_000  # UsageEvent's bound
 
 
 class _Bad(Exception):
@@ -201,6 +202,21 @@ def _provider_and_model(row: Mapping[str, Any]) -> tuple[str | None, str | None]
     return (normalize_provider(raw_provider) if raw_provider else None), (model or None)
 
 
+def _latency_ms(duration: Any, start: datetime, end: datetime | None) -> float | None:
+    """``request_duration_ms``, else end - start; None when implausible (the cost still counts)."""
+    latency: float | None = None
+    if not _blank(duration):
+        try:
+            latency = float(duration)
+        except (TypeError, ValueError):
+            latency = None
+    if latency is None and end is not None:
+        latency = (end - start).total_seconds() * 1000
+    if latency is None or not 0 <= latency <= _MAX_LATENCY_MS:
+        return None
+    return latency
+
+
 def _event_id(request_id: str) -> str:
     event_id = f"litellm-{request_id}"
     if len(event_id) <= 128:
@@ -297,14 +313,9 @@ def _spend_log_event(row: Mapping[str, Any]) -> dict[str, Any] | None:
         "status": "success" if status == "success" else "error",
         "category": "embedding" if "embedding" in call_type else "llm_inference",
     }
-    duration = row.get("request_duration_ms")
-    if not _blank(duration):
-        try:
-            event["latency_ms"] = float(duration)
-        except (TypeError, ValueError):
-            raise _Bad(f"request_duration_ms: not a number: {duration!r}") from None
-    elif end is not None and end >= start:
-        event["latency_ms"] = (end - start).total_seconds() * 1000
+    latency_ms = _latency_ms(row.get("request_duration_ms"), start, end)
+    if latency_ms is not None:
+        event["latency_ms"] = latency_ms
     if tags:
         event["tags"] = tags
     return {key: value for key, value in event.items() if value is not None}

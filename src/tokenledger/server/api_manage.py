@@ -7,9 +7,9 @@ calls the core, and is audited. Business rules stay in the core modules.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -22,6 +22,8 @@ from .app import ledger_of, principal
 from .audit import record_write
 
 router = APIRouter()
+#: Row ids are 64-bit: larger numbers cannot name anything (and would overflow the database driver).
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 _Strict = ConfigDict(extra="forbid")
 
@@ -167,7 +169,7 @@ def list_approvals(
 
 @router.post("/api/approvals/{approval_id}/approve", tags=["approvals"])
 def approve(
-    approval_id: int, body: DecisionIn, request: Request, who: Principal = Depends(principal)
+    approval_id: RowId, body: DecisionIn, request: Request, who: Principal = Depends(principal)
 ) -> dict[str, Any]:
     who.require("approvals.decide")
     return ledger_of(request).budgets.decide(
@@ -177,7 +179,7 @@ def approve(
 
 @router.post("/api/approvals/{approval_id}/decline", tags=["approvals"])
 def decline(
-    approval_id: int, body: DecisionIn, request: Request, who: Principal = Depends(principal)
+    approval_id: RowId, body: DecisionIn, request: Request, who: Principal = Depends(principal)
 ) -> dict[str, Any]:
     who.require("approvals.decide")
     return ledger_of(request).budgets.decide(approval_id, approve=False, actor=who.actor, note=body.note)
@@ -330,7 +332,7 @@ def create_override(body: OverrideIn, request: Request, who: Principal = Depends
 
 
 @router.delete("/api/pricing/overrides/{override_id}", tags=["pricing"])
-def remove_override(override_id: int, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
+def remove_override(override_id: RowId, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
     who.require("pricing.write")
     ledger = ledger_of(request)
     delete_override(ledger.store, override_id)

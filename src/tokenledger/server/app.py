@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -122,6 +122,12 @@ def create_app(
 
     @app.exception_handler(DBAPIError)
     async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # Only an unreachable or failing database is "try again later"; a value the database
+        # refuses (out of range, duplicate) is the request's fault.
+        if isinstance(exc, DataError):
+            return _error(400, "invalid_input", f"a value is out of range for the database: {exc.orig}")
+        if isinstance(exc, IntegrityError):
+            return _error(409, "conflict", f"conflicts with stored data: {exc.orig}")
         return _error(503, StorageUnavailable.code, f"database unavailable: {exc.orig}")
 
     @app.exception_handler(RequestValidationError)
