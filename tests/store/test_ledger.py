@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 
 from tokenledger import InvalidEvent, Ledger, Settings
 from tokenledger.store.query import grouped_costs
-from tokenledger.store.schema import events, rollup_daily, rollup_hourly
+from tokenledger.store.schema import events
+from tokenledger.store.store import ALL_ROLLUPS
 from tokenledger.timeutil import to_us
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
@@ -181,7 +182,7 @@ def test_reprice_after_override_updates_events_and_rollups(ledger, clock):
     assert raw_totals(ledger, "model", T0, T0 + timedelta(days=6))["acme-llama-70b-ft"][0] == result.delta_nanos
     # the rollups were rebuilt to match the raw events
     with ledger.store.read() as conn:
-        for table in (rollup_hourly, rollup_daily):
+        for table in ALL_ROLLUPS:
             assert (
                 conn.execute(select(func.sum(table.c.cost_nanos))).scalar()
                 == conn.execute(select(func.sum(events.c.cost_nanos))).scalar()

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table
 
-from .schema import EVENT_COLUMNS, EVENT_INDEX, ROLLUP_DIMENSIONS, ROLLUP_MEASURES
+from .schema import COARSE_DIMENSIONS, EVENT_COLUMNS, EVENT_INDEX, ROLLUP_DIMENSIONS, ROLLUP_MEASURES
 
 __all__ = ["BulkWriter", "ROLLUP_COLUMNS"]
 
@@ -50,10 +50,17 @@ class BulkWriter:
             "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
         )
         self.rollup_sql: dict[str, str] = {}
-        rcols = ", ".join(quote(c) for c in ROLLUP_COLUMNS)
-        rmarks = ", ".join(["?" if self.dialect_name == "sqlite" else "%s"] * len(ROLLUP_COLUMNS))
-        key = ", ".join(quote(c) for c in ("bucket_us", *ROLLUP_DIMENSIONS))
-        for table in ("rollup_hourly", "rollup_daily"):
+        mark = "?" if self.dialect_name == "sqlite" else "%s"
+        for table, dimensions in (
+            ("rollup_hourly", ROLLUP_DIMENSIONS),
+            ("rollup_daily", ROLLUP_DIMENSIONS),
+            ("rollup_hourly_coarse", COARSE_DIMENSIONS),
+            ("rollup_daily_coarse", COARSE_DIMENSIONS),
+        ):
+            columns = ("bucket_us", *dimensions, *ROLLUP_MEASURES)
+            rcols = ", ".join(quote(c) for c in columns)
+            rmarks = ", ".join([mark] * len(columns))
+            key = ", ".join(quote(c) for c in ("bucket_us", *dimensions))
             updates = ", ".join(f"{quote(m)} = {table}.{quote(m)} + excluded.{quote(m)}" for m in ROLLUP_MEASURES)
             self.rollup_sql[table] = (
                 f"INSERT INTO {table} ({rcols}) VALUES ({rmarks}) ON CONFLICT ({key}) DO UPDATE SET {updates}"

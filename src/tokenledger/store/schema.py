@@ -33,6 +33,9 @@ __all__ = [
     "events",
     "rollup_hourly",
     "rollup_daily",
+    "rollup_hourly_coarse",
+    "rollup_daily_coarse",
+    "COARSE_DIMENSIONS",
     "price_overrides",
     "meta",
     "ROLLUP_DIMENSIONS",
@@ -148,20 +151,27 @@ EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name !=
 EVENT_INDEX = {name: i for i, name in enumerate(EVENT_COLUMNS)}
 
 
-def _rollup(name: str) -> Table:
+#: The organisational dimensions most questions group by (department A vs B, provider vs provider,
+#: model families, environments); coarse rollups keep only these, so they are ~10x smaller.
+COARSE_DIMENSIONS = ("provider", "model", "department", "cost_center", "environment", "service_tier", "category")
+
+
+def _rollup(name: str, dimensions: tuple[str, ...] = ROLLUP_DIMENSIONS) -> Table:
     return Table(
         name,
         metadata,
         Column("bucket_us", BigInteger, nullable=False),
-        *(Column(dim, String(256), nullable=False, server_default="") for dim in ROLLUP_DIMENSIONS),
+        *(Column(dim, String(256), nullable=False, server_default="") for dim in dimensions),
         *(Column(m, BigInteger, nullable=False, server_default="0") for m in ROLLUP_MEASURES if m != "latency_ms_sum"),
         Column("latency_ms_sum", Float, nullable=False, server_default="0"),
-        UniqueConstraint("bucket_us", *ROLLUP_DIMENSIONS, name=f"uq_{name}_key"),
+        UniqueConstraint("bucket_us", *dimensions, name=f"uq_{name}_key"),
     )
 
 
 rollup_hourly = _rollup("rollup_hourly")
 rollup_daily = _rollup("rollup_daily")
+rollup_hourly_coarse = _rollup("rollup_hourly_coarse", COARSE_DIMENSIONS)
+rollup_daily_coarse = _rollup("rollup_daily_coarse", COARSE_DIMENSIONS)
 
 price_overrides = Table(
     "price_overrides",

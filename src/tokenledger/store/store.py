@@ -35,7 +35,18 @@ from sqlalchemy.exc import OperationalError
 from ..errors import InvalidInput, StorageUnavailable
 from . import schema
 from .bulk import BulkWriter
-from .schema import EVENT_COLUMNS, EVENT_INDEX, ROLLUP_DIMENSIONS, ROLLUP_MEASURES, events, rollup_daily, rollup_hourly
+from .schema import (
+    COARSE_DIMENSIONS,
+    EVENT_COLUMNS,
+    EVENT_INDEX,
+    ROLLUP_DIMENSIONS,
+    ROLLUP_MEASURES,
+    events,
+    rollup_daily,
+    rollup_daily_coarse,
+    rollup_hourly,
+    rollup_hourly_coarse,
+)
 
 __all__ = ["Store", "DEFAULT_URL", "HOUR_US", "DAY_US", "CostRow"]
 
@@ -194,17 +205,10 @@ class Store:
             _accumulate(acc, row)
         if not hourly:
             return
-        daily: dict[tuple[Any, ...], list[int | float]] = {}
-        for key, acc in hourly.items():
-            day_key = (key[0] - key[0] % DAY_US, *key[1:])
-            total = daily.get(day_key)
-            if total is None:
-                daily[day_key] = list(acc)
-            else:
-                for i, value in enumerate(acc):
-                    total[i] += value
+        # The other three levels are projections of the hourly groups (far fewer than events).
+        for table, project in _DERIVED:
+            self._upsert_rollup(conn, table, _project(hourly, project))
         self._upsert_rollup(conn, rollup_hourly, hourly)
-        self._upsert_rollup(conn, rollup_daily, daily)
 
     def _upsert_rollup(self, conn: Connection, table: Any, groups: dict[tuple[Any, ...], list[int | float]]) -> None:
         items = groups.items()
@@ -217,7 +221,7 @@ class Store:
     def rebuild_rollups(self, conn: Connection, start_us: int, end_us: int | None = None) -> None:
         """Recompute the rollups for whole days from ``start_us`` (rounded down) from raw events."""
         day0 = start_us - start_us % DAY_US
-        for table in (rollup_hourly, rollup_daily):
+        for table in ALL_ROLLUPS:
             condition = table.c.bucket_us >= day0
             if end_us is not None:
                 condition = and_(condition, table.c.bucket_us < end_us)
@@ -283,6 +287,40 @@ class Store:
         if url.startswith("sqlite:///") and url not in ("sqlite:///", "sqlite:///:memory:"):
             return os.path.abspath(url[len("sqlite:///") :])
         return None
+
+
+ALL_ROLLUPS = (rollup_hourly, rollup_daily, rollup_hourly_coarse, rollup_daily_coarse)
+_COARSE_POSITIONS = tuple(1 + ROLLUP_DIMENSIONS.index(d) for d in COARSE_DIMENSIONS)
+
+
+def _to_day(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (key[0] - key[0] % DAY_US, *key[1:])
+
+
+def _to_coarse(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (key[0], *(key[i] for i in _COARSE_POSITIONS))
+
+
+def _to_coarse_day(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (key[0] - key[0] % DAY_US, *(key[i] for i in _COARSE_POSITIONS))
+
+
+_DERIVED = ((rollup_daily, _to_day), (rollup_hourly_coarse, _to_coarse), (rollup_daily_coarse, _to_coarse_day))
+
+
+def _project(
+    groups: dict[tuple[Any, ...], list[int | float]], project: Any
+) -> dict[tuple[Any, ...], list[int | float]]:
+    out: dict[tuple[Any, ...], list[int | float]] = {}
+    for key, acc in groups.items():
+        target = project(key)
+        total = out.get(target)
+        if total is None:
+            out[target] = list(acc)
+        else:
+            for i, value in enumerate(acc):
+                total[i] += value
+    return out
 
 
 _ID = EVENT_INDEX["event_id"]
