@@ -317,9 +317,124 @@ def bench_budgets(args: argparse.Namespace) -> None:
     save("budgets", {"runs": runs})
 
 
+# -- the HTTP API -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _server(url: str, spool: Path):
+    import socket
+    import subprocess
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "TOKENLEDGER_SPOOL_DIR": str(spool)}
+    exe = Path(sys.executable).with_name("tokenledger")
+    proc = subprocess.Popen(
+        [str(exe), "--db", url, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def _hammer(base: str, path: str, params: dict, clients: int, requests: int) -> list[float]:
+    import asyncio
+
+    import httpx
+
+    timings: list[float] = []
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=clients)) as http:
+
+        async def client(n: int) -> None:
+            for _ in range(n):
+                start = time.perf_counter()
+                response = await http.get(path, params=params)
+                response.raise_for_status()
+                timings.append((time.perf_counter() - start) * 1000)
+
+        await asyncio.gather(*(client(requests // clients) for _ in range(clients)))
+    return timings
+
+
+def bench_api(args: argparse.Namespace) -> None:
+    """POST /api/v1/events in batches of 500; GET /api/budget/status at 50 clients; GET /api/costs over 1M."""
+    import asyncio
+
+    import httpx
+
+    folder = Path(tempfile.mkdtemp())
+    results: dict[str, object] = {}
+    events = [json.loads(line) for line in _demo_lines(args.events)]
+    with (
+        _server(f"sqlite:///{folder / 'api.db'}", folder / "spool") as base,
+        httpx.Client(base_url=base, timeout=60) as http,
+    ):
+        start = time.perf_counter()
+        for i in range(0, len(events), 500):
+            response = http.post("/api/v1/events", json=events[i : i + 500])
+            assert response.json()["accepted"] == len(events[i : i + 500]), response.text[:200]
+        elapsed = time.perf_counter() - start
+        results["ingest"] = {
+            "events": len(events),
+            "batch": 500,
+            "seconds": round(elapsed, 2),
+            "events_per_s": round(len(events) / elapsed),
+        }
+        print(results["ingest"], flush=True)
+        for i in range(20):
+            http.post(
+                "/api/budgets",
+                json={
+                    "name": f"dept-{i}",
+                    "amount": "1000",
+                    "scope": {"department": events[i * 37 % len(events)]["department"]},
+                },
+            )
+        timings = asyncio.run(_hammer(base, "/api/budget/status", {}, 50, 2_000))
+        results["budget_status"] = {
+            "clients": 50,
+            "requests": len(timings),
+            "budgets": 20,
+            "p50_ms": round(percentile(timings, 50), 1),
+            "p99_ms": round(percentile(timings, 99), 1),
+        }
+        print(results["budget_status"], flush=True)
+    ledger_1m = build_ledger(1_000_000)
+    with _server(f"sqlite:///{ledger_1m}", folder / "spool2") as base:
+        params = {"by": "department", "since": "2026-10-01T00:17:00Z", "until": "2026-10-31T00:17:00Z"}
+        timings = asyncio.run(_hammer(base, "/api/costs", params, 1, 100))
+        results["costs_30d_by_department_1M"] = {
+            "requests": len(timings),
+            "p50_ms": round(percentile(timings, 50), 1),
+            "p95_ms": round(percentile(timings, 95), 1),
+        }
+        print(results["costs_30d_by_department_1M"], flush=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    save("api", results)
+
+
+def _demo_lines(events: int) -> list[str]:
+    return [json.dumps(e) for e in generate(DemoSpec(seed=11, days=30, events=events, end=END))]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmarks", nargs="*", default=["record", "ingest", "query", "budgets"])
+    parser.add_argument("benchmarks", nargs="*", default=["record", "ingest", "query", "budgets", "api"])
     parser.add_argument("--reservations", type=int, default=2_000, help="budgets: reserve+commit pairs")
     parser.add_argument("--calls", type=int, default=30_000, help="record(): calls to time")
     parser.add_argument("--rate", type=float, default=2_000, help="record(): paced calls per second")
@@ -330,7 +445,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in str(args.sizes).split(",")]
     for name in args.benchmarks:
-        {"record": bench_record, "ingest": bench_ingest, "query": bench_query, "budgets": bench_budgets}[name](args)
+        benches = {
+            "record": bench_record,
+            "ingest": bench_ingest,
+            "query": bench_query,
+            "budgets": bench_budgets,
+            "api": bench_api,
+        }
+        benches[name](args)
 
 
 if __name__ == "__main__":

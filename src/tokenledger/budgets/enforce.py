@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, func, select, update
 
 from ..errors import BudgetExceeded, BudgetThrottled, Conflict, NotFound, StorageUnavailable
 from ..money import format_usd
@@ -39,12 +39,13 @@ from ..store.store import Store
 from ..timeutil import from_us, to_us
 from .model import LEVELS, Budget
 from .periods import HOUR_US, Window
-from .tables import approvals, budget_rate, budget_usage, budgets, reservations, token_ratios
+from .tables import approvals, budget_daily, budget_rate, budget_usage, budgets, reservations, token_ratios
 
 __all__ = ["Enforcer", "Reservation", "Decision", "BUDGETS_VERSION_KEY"]
 
 BUDGETS_VERSION_KEY = "budgets_version"
 _PG_BUDGET_LOCK = 7262212
+_DAY_US = 86_400_000_000
 _TS, _COST, _TAGS = EVENT_INDEX["ts_us"], EVENT_INDEX["cost_nanos"], EVENT_INDEX["tags"]
 Publish = Callable[[str, dict[str, Any]], None]
 
@@ -223,6 +224,11 @@ class Enforcer:
             self._book = book
         return book
 
+    def current_version(self) -> Any:
+        """The version of the budgets this process last loaded (None after a change here)."""
+        book = self._book
+        return None if book is None else book.version
+
     def lock_for_change(self, conn: Connection) -> None:
         """Serialize a budget change with ingest on PostgreSQL (SQLite's write lock already does)."""
         if self.store.dialect == "postgresql":
@@ -248,22 +254,25 @@ class Enforcer:
         if not book.budgets:
             return []
         increments: dict[tuple[int, int], list[int]] = {}
+        daily: dict[tuple[int, int], list[int]] = {}
         for row in rows:
             matched = book.for_row(row)
             if not matched:
                 continue
             ts, cost = row[_TS], row[_COST]
+            day = ts - ts % _DAY_US
             for budget in matched:
-                key = (budget.id, book.bucket(budget, ts))
-                acc = increments.get(key)
-                if acc is None:
-                    increments[key] = [cost, 1]
-                else:
-                    acc[0] += cost
-                    acc[1] += 1
+                for counters, key in ((increments, (budget.id, book.bucket(budget, ts))), (daily, (budget.id, day))):
+                    acc = counters.get(key)
+                    if acc is None:
+                        counters[key] = [cost, 1]
+                    else:
+                        acc[0] += cost
+                        acc[1] += 1
         if not increments:
             return []
         self._add_usage(conn, [(b, k, cost, 0, n) for (b, k), (cost, n) in sorted(increments.items())])
+        self.add_daily(conn, [(b, d, cost, n) for (b, d), (cost, n) in sorted(daily.items())])
         return self._levels(conn, book, {budget_id for budget_id, _ in increments})
 
     def _add_usage(self, conn: Connection, changes: Iterable[tuple[int, int, int, int, int]]) -> None:
@@ -280,6 +289,30 @@ class Enforcer:
                 for b, k, s, r, n in changes
             ],
         )
+
+    def add_daily(self, conn: Connection, changes: Sequence[tuple[int, int, int, int]]) -> None:
+        """(budget_id, day_us, spent delta, requests delta) upserts into the daily spend counters."""
+        if changes:
+            conn.execute(
+                self.store.upsert(budget_daily, ["budget_id", "day_us"], increment=["spent_nanos", "requests"]),
+                [{"budget_id": b, "day_us": d, "spent_nanos": s, "requests": n} for b, d, s, n in changes],
+            )
+
+    def burn_rates(self, conn: Connection, budget_ids: Sequence[int], now: datetime) -> dict[int, int]:
+        """Average daily spend over the last 7 complete UTC days, per budget, in nano-USD."""
+        today = to_us(now) - to_us(now) % _DAY_US
+        rows = conn.execute(
+            select(budget_daily.c.budget_id, func.sum(budget_daily.c.spent_nanos))
+            .where(
+                and_(
+                    budget_daily.c.budget_id.in_(list(budget_ids)),
+                    budget_daily.c.day_us >= today - 7 * _DAY_US,
+                    budget_daily.c.day_us < today,
+                )
+            )
+            .group_by(budget_daily.c.budget_id)
+        ).all()
+        return {int(b): int(total or 0) // 7 for b, total in rows}
 
     def usage(self, conn: Connection, budget: Budget, now: datetime) -> tuple[int, int, int]:
         """(spent, reserved, bucket) of the budget's current window."""

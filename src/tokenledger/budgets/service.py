@@ -16,6 +16,8 @@ All of it happens in one transaction per call, so a refused change writes nothin
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -81,6 +83,8 @@ class BudgetService:
         self.clock = clock
         self.fx_rates = fx_rates
         self.approval_limit_usd = approval_limit_usd
+        self._status_cache: dict[Any, tuple[float, Any, list[dict[str, Any]]]] = {}
+        self._status_lock = threading.Lock()
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -281,6 +285,13 @@ class BudgetService:
             changes = [(budget.id, window.bucket_us, int(total["cost_nanos"]), 0, int(total["requests"]))]
         if changes:
             self.enforcer._add_usage(conn, changes)  # noqa: SLF001 - same package
+        # The last 8 UTC days of spend, so the burn rate is right from the start.
+        today = to_us(now) - to_us(now) % 86_400_000_000
+        days = grouped_costs(self.store, ["day"], today - 8 * 86_400_000_000, to_us(now) + 1, where, conn=conn)
+        self.enforcer.add_daily(
+            conn,
+            [(budget.id, int(r.keys[0]), int(r.measures["cost_nanos"]), int(r.measures["requests"])) for r in days],
+        )
 
     # -- changing --------------------------------------------------------------------------------
 
@@ -617,9 +628,26 @@ class BudgetService:
     # -- status ----------------------------------------------------------------------------------
 
     def status(
-        self, keys: Sequence[int | str] | None = None, *, departments: Sequence[str] | None = None
+        self,
+        keys: Sequence[int | str] | None = None,
+        *,
+        departments: Sequence[str] | None = None,
+        max_age_s: float = 0.0,
     ) -> list[dict[str, Any]]:
         """Spent, reserved, remaining, burn rate, projection and colour for each budget."""
+        if max_age_s > 0:
+            # Dashboards poll this: an answer up to max_age_s old is served from memory, unless a
+            # budget changed in this process since (the book's version moves on every change).
+            key = (tuple(map(str, keys or ())), tuple(departments) if departments is not None else None)
+            version = self.enforcer.current_version()
+            with self._status_lock:
+                cached = self._status_cache.get(key)
+            if cached is not None and time.monotonic() - cached[0] < max_age_s and cached[1] == version:
+                return cached[2]
+            fresh = self.status(keys, departments=departments)
+            with self._status_lock:
+                self._status_cache[key] = (time.monotonic(), self.enforcer.current_version(), fresh)
+            return fresh
         now = self.clock()
         now_us = to_us(now)
         wanted = [self.get(k) for k in keys] if keys else [b for b in self.list() if b.active]
@@ -631,15 +659,16 @@ class BudgetService:
             ]
         out = []
         with self.store.read() as conn:
+            book = self.enforcer.book(conn)
+            usage = self.enforcer.usage_many(conn, wanted, now, book)
+            burns = self.enforcer.burn_rates(conn, [b.id for b in wanted], now)
             for budget in wanted:
-                spent, reserved, _ = self.enforcer.usage(conn, budget, now)
-                window = budget.window(now)
+                spent, reserved, _, _ = usage[budget.id]
+                window = book.window(budget, now)
                 limit = budget.limit_at(now_us)
                 remaining = limit - spent - reserved
                 percent = (Decimal(spent) * 100 / limit).quantize(_PCT) if limit else Decimal(100)
-                where: dict[str, Sequence[str | None]] = {k: list(v) for k, v in budget.scope.items()}
-                week = grouped_costs(self.store, [], now_us - 7 * 86_400_000_000, now_us + 1, where, conn=conn)
-                burn = int(week[0].measures["cost_nanos"]) // 7 if week else 0
+                burn = burns.get(budget.id, 0)
                 days_left = Decimal(window.end_us - now_us) / 86_400_000_000 if not window.rolling else Decimal(0)
                 projected = spent + int(burn * days_left)
                 depletion = (Decimal(max(remaining, 0)) / burn).quantize(Decimal("0.1")) if burn else None

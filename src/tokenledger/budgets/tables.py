@@ -15,6 +15,7 @@ from ..store.schema import metadata
 __all__ = [
     "budgets",
     "budget_usage",
+    "budget_daily",
     "budget_rate",
     "reservations",
     "budget_changes",
@@ -62,6 +63,17 @@ budget_usage = Table(
     Column("requests", BigInteger, nullable=False, server_default="0"),
     Column("level", Integer, nullable=False, server_default="0"),
     PrimaryKeyConstraint("budget_id", "bucket_us", name="pk_budget_usage"),
+)
+
+#: Spend per budget and UTC day, kept at ingest: the 7-day burn rate of every budget is one query.
+budget_daily = Table(
+    "budget_daily",
+    metadata,
+    Column("budget_id", BigInteger, nullable=False),
+    Column("day_us", BigInteger, nullable=False),
+    Column("spent_nanos", BigInteger, nullable=False, server_default="0"),
+    Column("requests", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("budget_id", "day_us", name="pk_budget_daily"),
 )
 
 budget_rate = Table(

@@ -93,10 +93,13 @@ def cost_of_day(
 
 @router.get("/api/budget/status", tags=["budgets"])
 def budget_status(request: Request, who: Principal = Depends(principal)) -> list[dict[str, Any]]:
-    """Every active budget: spent, reserved, remaining, percent used, burn rate, depletion, colour."""
+    """Every active budget: spent, reserved, remaining, percent used, burn rate, depletion, colour.
+
+    Figures may be up to one second old (dashboards poll this); budget changes made through this
+    server show at once."""
     who.require("budgets.read")
     departments = list(who.departments) if who.scoped else None
-    return ledger_of(request).budgets.status(departments=departments)
+    return ledger_of(request).budgets.status(departments=departments, max_age_s=1.0)
 
 
 @router.get("/api/currencies")
