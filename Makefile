@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Build the demo ledger in the embedded SQLite database and print what to try next.
+## Build the demo ledger in the embedded SQLite database, then serve the API on http://127.0.0.1:8000.
 demo: $(STAMP)
 	$(BIN)/tokenledger init
 	$(BIN)/tokenledger demo
+	$(BIN)/tokenledger serve --host 127.0.0.1 --port 8000
 
 ## The whole test suite (storage tests on SQLite, and on PostgreSQL when TOKENLEDGER_TEST_POSTGRES_URL is set).
 test: $(STAMP)
