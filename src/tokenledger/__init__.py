@@ -5,7 +5,11 @@ The names users import live here; everything else is internal.
 
 from importlib.metadata import version as _version
 
+from .budgets.enforce import Reservation
+from .client import HttpLedger
 from .errors import (
+    BudgetExceeded,
+    BudgetThrottled,
     Conflict,
     Forbidden,
     InvalidEvent,
@@ -22,12 +26,16 @@ from .usage import UsageEvent
 __version__ = _version("tokenledger")
 __all__ = [
     "Ledger",
+    "HttpLedger",
     "UsageEvent",
     "PricedEvent",
     "IngestResult",
     "Cost",
     "Settings",
+    "Reservation",
     "TokenLedgerError",
+    "BudgetExceeded",
+    "BudgetThrottled",
     "InvalidInput",
     "InvalidEvent",
     "NotFound",

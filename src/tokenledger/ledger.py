@@ -249,7 +249,18 @@ def event_row(priced: PricedEvent, *, source: str | None, ingested_us: int) -> t
 
 
 class Ledger:
-    """Records, prices, stores and queries LLM usage. Thread-safe; share one per process."""
+    """Records, prices, stores and queries LLM usage. Thread-safe; share one per process.
+
+    ``Ledger("http://host:8000", api_key=...)`` returns an :class:`~tokenledger.client.HttpLedger`
+    that records to a tokenledger server through a disk spool (see docs/sdk-http.md).
+    """
+
+    def __new__(cls, url: str | None = None, **kwargs: Any) -> Ledger:
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            from .client import HttpLedger
+
+            return HttpLedger(url, **kwargs)  # type: ignore[return-value]
+        return super().__new__(cls)
 
     def __init__(
         self,
