@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ..store.store import DEFAULT_URL
-from . import _common, alerts, budget, costs, demo, ingest, pricing, serve, setup
+from . import _common, alerts, budget, costs, demo, imports, ingest, pricing, serve, setup
 
 __all__ = ["app", "main"]
 
@@ -32,7 +32,7 @@ def _root(
     ctx.obj = _common.State(db=db)
 
 
-for module in (setup, ingest, costs, pricing, budget, alerts, serve, demo):
+for module in (setup, ingest, imports, costs, pricing, budget, alerts, serve, demo):
     module.register(app)
 
 

@@ -135,3 +135,40 @@ async def otlp_traces(request: Request, who: Principal = Depends(principal)) -> 
         response.partial_success.rejected_spans = len(rejected)
         response.partial_success.error_message = "; ".join(f"{r['location']}: {r['reason']}" for r in rejected[:20])
     return Response(response.SerializeToString(), media_type="application/x-protobuf")
+
+
+@router.post("/api/v1/import/{kind}", tags=["ingest"])
+async def import_export(kind: str, request: Request, who: Principal = Depends(principal)) -> JSONResponse:
+    """Import another tool's usage export: ``litellm-spend`` (LiteLLM SpendLogs rows as a JSON array)
+    or ``openai-usage`` (OpenAI organization Usage API pages). Calls are priced by tokenledger."""
+    who.require("events.write")
+    from starlette.concurrency import run_in_threadpool
+
+    from ..importers.litellm_spend import read_litellm_spend_logs
+    from ..importers.openai_usage import read_openai_usage
+
+    body = await request.body()
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"body: not valid JSON ({exc})") from None
+    ledger = ledger_of(request)
+    if kind == "litellm-spend":
+        items = list(read_litellm_spend_logs(data))
+    elif kind == "openai-usage":
+        items = list(read_openai_usage(data, now=ledger.clock()))
+    else:
+        raise InvalidInput(f"kind: {kind!r} must be litellm-spend or openai-usage")
+    if len(items) > MAX_ITEMS:
+        raise PayloadTooLarge(f"{len(items)} records in one call; send at most {MAX_ITEMS} per request")
+    result = await run_in_threadpool(ledger.ingest, items, source=f"import:{kind}", track=True)
+    request.app.state.metrics.ingested(result.accepted, result.duplicates, result.rejected)
+    record_write(
+        ledger,
+        who,
+        "events.imported",
+        kind,
+        None,
+        {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected},
+    )
+    return JSONResponse({**result.to_dict(), "items": result.items})
