@@ -157,9 +157,9 @@ def create_app(
         )
         return response
 
-    from . import api_ingest, api_manage, api_read, stream
+    from . import api_charts, api_ingest, api_manage, api_read, stream
 
-    for module in (api_ingest, api_read, api_manage, stream):
+    for module in (api_ingest, api_read, api_manage, api_charts, stream):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["ops"])

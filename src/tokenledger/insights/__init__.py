@@ -1,0 +1,1 @@
+"""Insights: chart data, allocation, forecasts, anomalies, recommendations, ROI, experiments."""

@@ -1,0 +1,402 @@
+"""The data behind the Cost Management charts (dashboard spec charts 3.x), as JSON-ready dicts.
+
+Each function answers from one or two grouped queries over the rollups (or raw events where a
+distribution is needed), and every tree or breakdown it returns sums *exactly*: parents are the
+integer sums of their children, computed in nano-USD and formatted once.
+
+Percentiles and distributions need individual requests, so they read raw events; above
+``MAX_SAMPLE`` requests in the range they read a deterministic 1-in-N sample by row id and say so
+(``sampled_every``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, func, select
+
+from ..money import format_usd
+from ..store.query import grouped_costs
+from ..store.schema import events
+from ..timeutil import from_us, parse_range, to_us
+
+if TYPE_CHECKING:
+    from ..ledger import Ledger
+
+__all__ = [
+    "spend_trend",
+    "provider_comparison",
+    "cost_distribution",
+    "top_agents",
+    "sunburst",
+    "sankey",
+    "token_waterfall",
+    "MAX_SAMPLE",
+]
+
+MAX_SAMPLE = 200_000
+Where = Mapping[str, Sequence[str | None]]
+
+
+def _range(ledger: Ledger, since: Any, until: Any) -> tuple[datetime, datetime, int, int]:
+    start, end = parse_range(since, until, now=ledger.clock())
+    return start, end, to_us(start), to_us(end)
+
+
+def _ratio(part: int, whole: int) -> str | None:
+    if not whole:
+        return None
+    return f"{(Decimal(part) * 100 / whole).quantize(Decimal('0.01')):f}"
+
+
+def spend_trend(
+    ledger: Ledger, *, by: str = "provider", since: Any = "30d", until: Any = None, where: Where | None = None
+) -> dict[str, Any]:
+    """Daily spend stacked by ``by``, each series' total and its change vs the previous period."""
+    start, end, s_us, e_us = _range(ledger, since, until)
+    rows = grouped_costs(ledger.store, ["day", by], s_us, e_us, where or {})
+    previous = grouped_costs(ledger.store, [by], s_us - (e_us - s_us), s_us, where or {})
+    before = {r.keys[0]: int(r.measures["cost_nanos"]) for r in previous}
+    days = sorted({r.keys[0] for r in rows})
+    series: dict[Any, dict[int, int]] = defaultdict(dict)
+    for row in rows:
+        series[row.keys[1]][row.keys[0]] = int(row.measures["cost_nanos"])
+    out = []
+    for key, by_day in sorted(series.items(), key=lambda item: -sum(item[1].values())):
+        total = sum(by_day.values())
+        prior = before.get(key, 0)
+        out.append(
+            {
+                "key": key,
+                "total_usd": format_usd(total),
+                "previous_usd": format_usd(prior),
+                "change_pct": _ratio(total - prior, prior),
+                "points": [format_usd(by_day.get(day, 0)) for day in days],
+            }
+        )
+    return {
+        "by": by,
+        "since": start.isoformat(),
+        "until": end.isoformat(),
+        "days": [from_us(d).date().isoformat() for d in days],
+        "series": out,
+        "total_usd": format_usd(sum(sum(s.values()) for s in series.values())),
+    }
+
+
+def _raw_filter(where: Where | None) -> list[Any]:
+    conditions = []
+    for key, values in (where or {}).items():
+        column = events.c[key] if not key.startswith("tag.") else events.c.tags[key[4:]].as_string()
+        wanted = [v for v in values if v is not None]
+        conditions.append(column.in_(wanted) if wanted else column.is_(None))
+    return conditions
+
+
+def _sample_step(ledger: Ledger, conditions: list[Any]) -> int:
+    with ledger.store.read() as conn:
+        count = int(conn.execute(select(func.count()).select_from(events).where(and_(*conditions))).scalar() or 0)
+    return max(1, -(-count // MAX_SAMPLE))
+
+
+def _percentile(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def provider_comparison(
+    ledger: Ledger, *, since: Any = "30d", until: Any = None, where: Where | None = None
+) -> dict[str, Any]:
+    """Per provider: cost, volume, error rate, cost per 1K tokens, p50/p90 latency."""
+    start, end, s_us, e_us = _range(ledger, since, until)
+    rows = grouped_costs(ledger.store, ["provider"], s_us, e_us, where or {})
+    conditions = [events.c.ts_us >= s_us, events.c.ts_us < e_us, events.c.latency_ms.is_not(None), *_raw_filter(where)]
+    step = _sample_step(ledger, conditions)
+    if step > 1:
+        conditions.append(events.c.id % step == 0)
+    latencies: dict[str, list[float]] = defaultdict(list)
+    with ledger.store.read() as conn:
+        for provider, latency in conn.execute(select(events.c.provider, events.c.latency_ms).where(and_(*conditions))):
+            latencies[provider].append(float(latency))
+    out = []
+    for row in sorted(rows, key=lambda r: -int(r.measures["cost_nanos"])):
+        m = row.measures
+        tokens = int(m["input_tokens"]) + int(m["output_tokens"])
+        cost = int(m["cost_nanos"])
+        provider = row.keys[0]
+        out.append(
+            {
+                "provider": provider,
+                "cost_usd": format_usd(cost),
+                "requests": int(m["requests"]),
+                "error_rate_pct": _ratio(int(m["errors"]), int(m["requests"])),
+                "cost_per_1k_tokens_usd": format_usd(cost * 1000 // tokens) if tokens else None,
+                "cost_per_request_usd": format_usd(cost // int(m["requests"])) if m["requests"] else None,
+                "p50_latency_ms": _percentile(latencies.get(provider, []), 50),
+                "p90_latency_ms": _percentile(latencies.get(provider, []), 90),
+            }
+        )
+    return {"since": start.isoformat(), "until": end.isoformat(), "providers": out, "sampled_every": step}
+
+
+def cost_distribution(
+    ledger: Ledger,
+    *,
+    since: Any = "30d",
+    until: Any = None,
+    where: Where | None = None,
+    bins: int = 30,
+    outliers: int = 20,
+) -> dict[str, Any]:
+    """Cost per request: log-spaced histogram, percentiles, and the costliest requests (IQR outliers)."""
+    start, end, s_us, e_us = _range(ledger, since, until)
+    conditions = [
+        events.c.ts_us >= s_us,
+        events.c.ts_us < e_us,
+        events.c.category.in_(["llm_inference", "embedding"]),
+        *_raw_filter(where),
+    ]
+    step = _sample_step(ledger, conditions)
+    sampled = [*conditions, events.c.id % step == 0] if step > 1 else conditions
+    with ledger.store.read() as conn:
+        costs = [int(c) for (c,) in conn.execute(select(events.c.cost_nanos).where(and_(*sampled)))]
+        top = conn.execute(
+            select(
+                events.c.request_id,
+                events.c.event_id,
+                events.c.agent,
+                events.c.model,
+                events.c.cost_nanos,
+                events.c.trace_id,
+                events.c.ts_us,
+            )
+            .where(and_(*conditions))
+            .order_by(events.c.cost_nanos.desc())
+            .limit(outliers)
+        ).all()
+    if not costs:
+        return {"since": start.isoformat(), "until": end.isoformat(), "requests": 0, "histogram": [], "outliers": []}
+    ordered = sorted(costs)
+
+    def pct(p: float) -> int:
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+    q1, q3 = pct(25), pct(75)
+    fence = q3 + 3 * (q3 - q1)
+    low, high = max(ordered[0], 1), max(ordered[-1], 1)
+    edges = [int(low * (high / low) ** (i / bins)) for i in range(bins + 1)] if high > low else [low, high + 1]
+    counts = [0] * (len(edges) - 1)
+    for cost in ordered:
+        index = next((i for i in range(len(edges) - 1) if cost < edges[i + 1]), len(edges) - 2)
+        counts[index] += 1
+    return {
+        "since": start.isoformat(),
+        "until": end.isoformat(),
+        "requests": len(costs) * step,
+        "sampled_every": step,
+        "p50_usd": format_usd(pct(50)),
+        "p90_usd": format_usd(pct(90)),
+        "p99_usd": format_usd(pct(99)),
+        "outlier_fence_usd": format_usd(fence),
+        "histogram": [
+            {"from_usd": format_usd(edges[i]), "to_usd": format_usd(edges[i + 1]), "requests": counts[i] * step}
+            for i in range(len(counts))
+        ],
+        "outliers": [
+            {
+                "request_id": r.request_id or r.event_id,
+                "agent": r.agent,
+                "model": r.model,
+                "cost_usd": format_usd(r.cost_nanos),
+                "trace_id": r.trace_id,
+                "timestamp": from_us(r.ts_us).isoformat(),
+            }
+            for r in top
+            if r.cost_nanos > fence
+        ],
+    }
+
+
+def top_agents(
+    ledger: Ledger, *, since: Any = "30d", until: Any = None, where: Where | None = None, limit: int = 20
+) -> dict[str, Any]:
+    """The costliest agents with cost per request, tokens per request, cache use and optimization potential.
+
+    Potential: what the agent would save at the median cost per request of agents doing the same
+    main operation (never negative); an estimate of the gap, not a promise.
+    """
+    start, end, s_us, e_us = _range(ledger, since, until)
+    rows = grouped_costs(ledger.store, ["agent", "department", "operation"], s_us, e_us, where or {})
+    agents: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        agent, department, operation = row.keys
+        m = row.measures
+        entry = agents.setdefault(
+            agent,
+            {
+                "agent": agent,
+                "department": department,
+                "ops": defaultdict(int),
+                "cost": 0,
+                "requests": 0,
+                "input": 0,
+                "output": 0,
+                "cached": 0,
+            },
+        )
+        entry["ops"][operation] += int(m["requests"])
+        entry["cost"] += int(m["cost_nanos"])
+        entry["requests"] += int(m["requests"])
+        entry["input"] += int(m["input_tokens"])
+        entry["output"] += int(m["output_tokens"])
+        entry["cached"] += int(m["cache_read_tokens"])
+    by_operation: dict[Any, list[int]] = defaultdict(list)
+    for entry in agents.values():
+        entry["main_operation"] = max(entry["ops"], key=entry["ops"].get) if entry["ops"] else None
+        if entry["requests"]:
+            by_operation[entry["main_operation"]].append(entry["cost"] // entry["requests"])
+    medians = {op: sorted(v)[len(v) // 2] for op, v in by_operation.items()}
+    out = []
+    for entry in sorted(agents.values(), key=lambda e: -e["cost"])[:limit]:
+        requests = entry["requests"]
+        per_request = entry["cost"] // requests if requests else 0
+        median = medians.get(entry["main_operation"], per_request)
+        potential = max(0, (per_request - median) * requests)
+        out.append(
+            {
+                "agent": entry["agent"],
+                "department": entry["department"],
+                "main_operation": entry["main_operation"],
+                "cost_usd": format_usd(entry["cost"]),
+                "requests": requests,
+                "cost_per_request_usd": format_usd(per_request),
+                "tokens_per_request": (entry["input"] + entry["output"]) // requests if requests else None,
+                "output_input_ratio": f"{Decimal(entry['output']) / entry['input']:.3f}" if entry["input"] else None,
+                "cache_hit_pct": _ratio(entry["cached"], entry["input"]),
+                "optimization_potential_usd": format_usd(potential),
+            }
+        )
+    return {"since": start.isoformat(), "until": end.isoformat(), "agents": out}
+
+
+def _tree(rows: Sequence[Any], depth: int) -> list[dict[str, Any]]:
+    """Nested nodes from rows keyed by ``depth`` levels; each parent is the exact sum of its children."""
+    nodes: dict[Any, Any] = {}
+    for row in rows:
+        cursor = nodes
+        for level, key in enumerate(row.keys[:depth]):
+            node = cursor.setdefault(key if key is not None else "(none)", {"_nanos": 0, "_children": {}})
+            node["_nanos"] += int(row.measures["cost_nanos"])
+            cursor = node["_children"]
+            if level == depth - 1:
+                node["_leaf"] = True
+
+    def render(level: dict[Any, Any]) -> list[dict[str, Any]]:
+        out = []
+        for name, node in sorted(level.items(), key=lambda item: -item[1]["_nanos"]):
+            item: dict[str, Any] = {"name": name, "value_usd": format_usd(node["_nanos"])}
+            if node["_children"]:
+                item["children"] = render(node["_children"])
+            out.append(item)
+        return out
+
+    return render(nodes)
+
+
+def sunburst(
+    ledger: Ledger,
+    *,
+    since: Any = "30d",
+    until: Any = None,
+    where: Where | None = None,
+    levels: Sequence[str] = ("department", "agent", "model", "operation"),
+) -> dict[str, Any]:
+    """Department -> agent -> model -> operation, one grouped query, exact at every level."""
+    start, end, s_us, e_us = _range(ledger, since, until)
+    rows = grouped_costs(ledger.store, list(levels), s_us, e_us, where or {})
+    total = sum(int(r.measures["cost_nanos"]) for r in rows)
+    return {
+        "since": start.isoformat(),
+        "until": end.isoformat(),
+        "levels": list(levels),
+        "total_usd": format_usd(total),
+        "children": _tree(rows, len(levels)),
+    }
+
+
+def sankey(
+    ledger: Ledger, *, since: Any = "30d", until: Any = None, where: Where | None = None, max_agents: int = 40
+) -> dict[str, Any]:
+    """Org -> department -> agent -> model flows; agents beyond ``max_agents`` fold into 'other agents'."""
+    start, end, s_us, e_us = _range(ledger, since, until)
+    rows = grouped_costs(ledger.store, ["department", "agent", "model"], s_us, e_us, where or {})
+    by_agent: dict[Any, int] = defaultdict(int)
+    for row in rows:
+        by_agent[row.keys[1]] += int(row.measures["cost_nanos"])
+    kept = {a for a, _ in sorted(by_agent.items(), key=lambda item: -item[1])[:max_agents]}
+    links: dict[tuple[str, str], int] = defaultdict(int)
+    for row in rows:
+        department = f"dept:{row.keys[0] or '(none)'}"
+        agent = f"agent:{row.keys[1]}" if row.keys[1] in kept else "agent:(other agents)"
+        model = f"model:{row.keys[2] or '(none)'}"
+        cost = int(row.measures["cost_nanos"])
+        links[("org", department)] += cost
+        links[(department, agent)] += cost
+        links[(agent, model)] += cost
+    nodes = sorted({n for link in links for n in link})
+    return {
+        "since": start.isoformat(),
+        "until": end.isoformat(),
+        "nodes": [{"id": n, "name": n.split(":", 1)[-1]} for n in nodes],
+        "links": [{"source": s, "target": t, "value_usd": format_usd(v)} for (s, t), v in sorted(links.items()) if v],
+    }
+
+
+def token_waterfall(
+    ledger: Ledger, *, since: Any = "30d", until: Any = None, where: Where | None = None
+) -> dict[str, Any]:
+    """Where the money went by token kind, and what the cache saved.
+
+    ``cache_saved`` is what the cache reads would have cost at each model's uncached input rate
+    minus what they cost, computed per model from the stored components (exact, no estimate).
+    Reasoning is the share of output cost spent on reasoning tokens (per model, pro rata).
+    """
+    start, end, s_us, e_us = _range(ledger, since, until)
+    rows = grouped_costs(ledger.store, ["provider", "model", "category"], s_us, e_us, where or {})
+    parts = defaultdict(int)
+    saved = 0
+    for row in rows:
+        m = {k: int(v) for k, v in row.measures.items() if k != "latency_ms_sum"}
+        category = row.keys[2]
+        if category == "embedding":
+            parts["embeddings"] += m["cost_nanos"]
+            continue
+        if category not in ("llm_inference", None):
+            parts["other"] += m["cost_nanos"]
+            continue
+        uncached = m["input_tokens"] - m["cache_read_tokens"] - m["cache_write_tokens"]
+        if uncached > 0 and m["cache_read_tokens"]:
+            full = m["cost_input_nanos"] * m["cache_read_tokens"] // uncached
+            saved += max(0, full - m["cost_cache_read_nanos"])
+        reasoning = m["cost_output_nanos"] * m["reasoning_tokens"] // m["output_tokens"] if m["output_tokens"] else 0
+        parts["input"] += m["cost_input_nanos"]
+        parts["cache_read"] += m["cost_cache_read_nanos"]
+        parts["cache_write"] += m["cost_cache_write_nanos"]
+        parts["output"] += m["cost_output_nanos"] - reasoning
+        parts["reasoning"] += reasoning
+        parts["tools"] += m["cost_other_nanos"]
+    order = ("input", "cache_read", "cache_write", "output", "reasoning", "tools", "embeddings", "other")
+    total = sum(parts.values())
+    return {
+        "since": start.isoformat(),
+        "until": end.isoformat(),
+        "steps": [{"name": name, "cost_usd": format_usd(parts[name])} for name in order],
+        "total_usd": format_usd(total),
+        "cache_saved_usd": format_usd(saved),
+    }
