@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install demo test lint typecheck bench assets clean
+ECHARTS_VERSION := 6.1.0
+ASSETS := src/tokenledger/server/dashboard/vendor
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,8 +23,12 @@ demo: $(STAMP)
 	$(BIN)/tokenledger demo
 	$(BIN)/tokenledger serve --host 127.0.0.1 --port 8000
 
-## The whole test suite (storage tests on SQLite, and on PostgreSQL when TOKENLEDGER_TEST_POSTGRES_URL is set).
+## The whole test suite (storage tests on SQLite, and on PostgreSQL when TOKENLEDGER_TEST_POSTGRES_URL is set;
+## browser tests in Debian's Chromium, installed with apt when missing and we may).
 test: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+		echo "chromium not installed: browser tests will be skipped (apt-get install -y chromium)"; }
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -35,6 +41,15 @@ typecheck: $(STAMP)
 ## Benchmarks (results: docs/performance.md).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## Refresh the vendored chart library (Apache ECharts, from the npm registry, pinned; license kept).
+assets:
+	rm -rf .assets && mkdir -p .assets
+	cd .assets && npm pack echarts@$(ECHARTS_VERSION) --silent && tar xzf echarts-$(ECHARTS_VERSION).tgz
+	cp .assets/package/dist/echarts.min.js $(ASSETS)/echarts.min.js
+	cp .assets/package/LICENSE $(ASSETS)/ECHARTS-LICENSE
+	cp .assets/package/NOTICE $(ASSETS)/ECHARTS-NOTICE
+	rm -rf .assets
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -24,7 +24,7 @@ from .timeutil import from_us, parse_range, to_us
 if TYPE_CHECKING:
     from .ledger import Ledger
 
-__all__ = ["CostReport", "cost_report", "event_detail", "row_to_json"]
+__all__ = ["CostReport", "cost_report", "event_detail", "row_to_json", "recent_events"]
 
 _NANO_USD = Decimal("0.000000001")
 _TOKEN_MEASURES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -149,3 +149,48 @@ def event_detail(store: Store, key: str) -> dict[str, Any] | None:
         data[column.replace("_nanos", "_usd")] = format_usd(data.pop(column))
     data["cost_components"] = {k: format_usd(v) for k, v in (row["cost_components"] or {}).items()}
     return data
+
+
+def recent_events(
+    ledger: Ledger,
+    *,
+    since: Any = "24h",
+    until: Any = None,
+    where: Mapping[str, Sequence[str | None]] | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """The newest events in a range matching ``where``: request-level drilldown."""
+    from sqlalchemy import and_
+
+    start, end = parse_range(since, until, now=ledger.clock())
+    conditions = [events.c.ts_us >= to_us(start), events.c.ts_us < to_us(end)]
+    for key, values in (where or {}).items():
+        column = events.c.tags[key[4:]].as_string() if key.startswith("tag.") else events.c[key]
+        wanted = [v for v in values if v is not None]
+        conditions.append(column.in_(wanted) if wanted else column.is_(None))
+    with ledger.store.read() as conn:
+        rows = (
+            conn.execute(select(events).where(and_(*conditions)).order_by(events.c.ts_us.desc()).limit(limit))
+            .mappings()
+            .all()
+        )
+    return [
+        {
+            "timestamp": from_us(r["ts_us"]).isoformat().replace("+00:00", "Z"),
+            "event_id": r["event_id"],
+            "request_id": r["request_id"],
+            "trace_id": r["trace_id"],
+            "span_id": r["span_id"],
+            "provider": r["provider"],
+            "model": r["model"],
+            "agent": r["agent"],
+            "department": r["department"],
+            "operation": r["operation"],
+            "input_tokens": r["input_tokens"],
+            "output_tokens": r["output_tokens"],
+            "cost_usd": format_usd(r["cost_nanos"]),
+            "status": r["status"],
+            "latency_ms": r["latency_ms"],
+        }
+        for r in rows
+    ]

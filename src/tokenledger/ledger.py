@@ -625,6 +625,13 @@ class Ledger:
         self.flush()
         return cost_report(self, by=by, since=since, until=until, where=where)
 
+    def recent_events(self, **query: Any) -> list[dict[str, Any]]:
+        """The newest events matching a range and filters (see analytics.recent_events)."""
+        from .analytics import recent_events
+
+        self.flush()
+        return recent_events(self, **query)
+
     def event(self, event_id: str) -> dict[str, Any] | None:
         from .analytics import event_detail
 

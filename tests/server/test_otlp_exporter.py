@@ -7,11 +7,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from support import running
 from tokenledger import Ledger, Settings
 from tokenledger.access import create_key
 from tokenledger.server import create_app
-
-from .test_uvicorn import running
 
 
 def test_otlp_http_exporter_spans_become_priced_events(db_url, tmp_path):

@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
                 )
         if workers > 1 and settings.database_url.startswith("sqlite"):
             err_console.print("[yellow]Several workers on SQLite share one file; PostgreSQL scales better.[/]")
-        err_console.print(f"tokenledger on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+        err_console.print(f"tokenledger on http://{host}:{port}/dashboard/cost  (API docs: http://{host}:{port}/docs)")
         if workers > 1:
             fail("--workers > 1: run several `tokenledger serve` processes behind a proxy, one per port")
         app = create_app(settings=settings, local_only=is_loopback(host), start_workers=True)

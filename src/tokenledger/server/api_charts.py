@@ -34,6 +34,7 @@ def chart(
     until: str | None = Query(None),
     where: list[str] = Query([], description="Filters key=value (repeatable)"),
     by: str = Query("provider", description="trend only: provider, model, department..."),
+    limit: int | None = Query(None, ge=1, le=500, description="agents: rows; sankey: agents shown before folding"),
     who: Principal = Depends(principal),
 ) -> dict[str, Any]:
     """trend (stacked, with period-over-period change), providers, distribution, agents, sunburst,
@@ -48,4 +49,6 @@ def chart(
     if chart == "trend":
         validate_keys([by], what="by")
         kwargs["by"] = by
+    if limit is not None and chart in ("agents", "sankey"):
+        kwargs["limit" if chart == "agents" else "max_agents"] = limit
     return function(ledger_of(request), **kwargs)

@@ -218,3 +218,26 @@ def optimization_report(period: str, request: Request, who: Principal = Depends(
     period_range(period)
     who.require("costs.read")
     return {"period": period, **_not_yet("An optimization report")}
+
+
+@router.get("/api/me", tags=["keys"])
+def whoami(who: Principal = Depends(principal)) -> dict[str, Any]:
+    """The caller's role and departments (the dashboard hides what the role may not do)."""
+    return {"role": who.role, "departments": list(who.departments), "name": who.name}
+
+
+@router.get("/api/requests")
+def recent_requests(
+    request: Request,
+    since: str = Query("24h"),
+    until: str | None = Query(None),
+    where: list[str] = Query([], description="Filters key=value"),
+    limit: int = Query(50, ge=1, le=1000),
+    who: Principal = Depends(principal),
+) -> list[dict[str, Any]]:
+    """The most recent requests matching the filters, with tokens, cost and trace context."""
+    who.require("costs.read")
+    filters = _scoped(who, _where(where))
+    validate_keys(list(filters), what="where")
+    ledger = ledger_of(request)
+    return ledger.recent_events(since=since, until=until, where=filters, limit=limit)

@@ -162,6 +162,22 @@ def create_app(
     for module in (api_ingest, api_read, api_manage, api_charts, stream):
         app.include_router(module.router)
 
+    from pathlib import Path
+
+    from fastapi.responses import FileResponse, RedirectResponse
+    from fastapi.staticfiles import StaticFiles
+
+    dashboard = Path(__file__).with_name("dashboard")
+    app.mount("/dashboard/static", StaticFiles(directory=dashboard), name="dashboard-static")
+
+    @app.get("/dashboard/cost", include_in_schema=False)
+    def cost_dashboard() -> FileResponse:
+        return FileResponse(dashboard / "cost.html", media_type="text/html")
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/dashboard/cost")
+
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
         """Liveness and database reachability (503 when the database is down)."""

