@@ -280,6 +280,10 @@ class Ledger:
         self.enforcer = Enforcer(self.store, clock=self.clock, publish=self.bus.publish)
         # Budget levels published on the bus become alerts (outbox rows) through the alert rules.
         self.alerts = AlertEngine(self.store, clock=self.clock, bus=self.bus)
+        # Forecast and anomaly rules are evaluated by the insight engine, imported only when used
+        # (statsmodels is slow to import).
+        self.alerts.register_evaluator("forecast_overrun", self._evaluate_forecast_rule)
+        self.alerts.register_evaluator("anomaly", _evaluate_anomaly_rule)
         self.budgets = BudgetService(
             self.store,
             self.enforcer,
@@ -437,6 +441,11 @@ class Ledger:
             for row in fresh:
                 self.bus.publish(COST_RECORDED, {name: row[EVENT_INDEX[name]] for name in _PUBLISHED})
         return list(fresh)
+
+    def _evaluate_forecast_rule(self, rule: Any, now: datetime, store: Store) -> Any:
+        from .insights.forecast import forecast_overrun_evaluator
+
+        return forecast_overrun_evaluator(rule, now, store, ledger=self)
 
     # -- budgets -------------------------------------------------------------------------------
 
@@ -637,6 +646,12 @@ class Ledger:
 
         self.flush()
         return event_detail(self.store, event_id)
+
+
+def _evaluate_anomaly_rule(rule: Any, now: datetime, store: Store) -> Any:
+    from .insights.anomalies import evaluate_anomaly_rule
+
+    return evaluate_anomaly_rule(rule, now, store)
 
 
 def _close_at_exit(ref: weakref.ref[Ledger]) -> None:

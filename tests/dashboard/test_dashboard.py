@@ -108,8 +108,15 @@ def test_fleet_filters_drilldown_and_budgets(browser, site):
     page.fill('input[name="department"]', "research")
     page.fill('input[name="amount"]', "5000")
     page.click("#dialog-ok")
+    page.wait_for_function(
+        "!document.getElementById('dialog').open || document.getElementById('dialog-error').innerText"
+    )
+    assert page.locator("#dialog-error").inner_text() == ""
     card = page.locator('.card[data-budget="research-monthly"]')
-    card.wait_for()
+    try:
+        card.wait_for(timeout=10_000)
+    except Exception:
+        raise AssertionError(page.locator("#budgets").inner_text()) from None
     assert "$5,000.00" in card.locator("[data-limit]").inner_text()
     card.locator('button[data-act="adjust"]').click()
     page.fill('input[name="amount"]', "6000")

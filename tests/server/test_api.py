@@ -186,12 +186,13 @@ async def test_database_down_is_503_with_retry_after(api, keys, server_ledger, m
 
 
 async def test_insight_endpoints_answer_honestly(api, keys):
-    for path in (
-        "/api/roi/current",
-        "/api/savings/summary",
-        "/api/optimization/impact",
-        "/api/reports/roi/2026-10",
-        "/api/reports/optimization/2026-10",
-    ):
+    for path in ("/api/roi/current", "/api/reports/roi/2026-10", "/api/reports/optimization/2026-10"):
         body = (await api.get(path, headers=auth(keys["finops"]))).json()
         assert body["available"] is False and "no figures are invented" in body["reason"]
+
+
+async def test_savings_come_only_from_recommendations(api, keys):
+    summary = (await api.get("/api/savings/summary", headers=auth(keys["finops"]))).json()
+    assert summary["realized_monthly_usd"] == "0.000000000" and summary["implemented_measured"] == 0
+    impact = (await api.get("/api/optimization/impact", headers=auth(keys["finops"]))).json()
+    assert impact["implemented"] == []

@@ -30,7 +30,7 @@ from ..money import NANOS_PER_USD, format_usd, parse_usd, usd_to_nanos
 from ..store.query import grouped_costs
 from ..store.store import Store
 from ..timeutil import from_us, to_us
-from .enforce import Enforcer
+from .enforce import BUDGETS_VERSION_KEY, Enforcer
 from .model import ACTIONS, Budget, normalize_scope, validate_period
 from .tables import approvals, audit_log, budget_changes, budgets
 
@@ -636,17 +636,19 @@ class BudgetService:
     ) -> list[dict[str, Any]]:
         """Spent, reserved, remaining, burn rate, projection and colour for each budget."""
         if max_age_s > 0:
-            # Dashboards poll this: an answer up to max_age_s old is served from memory, unless a
-            # budget changed in this process since (the book's version moves on every change).
+            # Dashboards poll this: an answer up to max_age_s old is served from memory, but only
+            # while the budgets are unchanged, as the database says (one cheap read): an answer
+            # computed before a change is never served after it.
             key = (tuple(map(str, keys or ())), tuple(departments) if departments is not None else None)
-            version = self.enforcer.current_version()
+            version = self.store.get_meta(BUDGETS_VERSION_KEY)
             with self._status_lock:
                 cached = self._status_cache.get(key)
             if cached is not None and time.monotonic() - cached[0] < max_age_s and cached[1] == version:
                 return cached[2]
             fresh = self.status(keys, departments=departments)
-            with self._status_lock:
-                self._status_cache[key] = (time.monotonic(), self.enforcer.current_version(), fresh)
+            if self.store.get_meta(BUDGETS_VERSION_KEY) == version:  # nothing changed while computing
+                with self._status_lock:
+                    self._status_cache[key] = (time.monotonic(), version, fresh)
             return fresh
         now = self.clock()
         now_us = to_us(now)

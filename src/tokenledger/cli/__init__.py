@@ -5,7 +5,21 @@ from __future__ import annotations
 import typer
 
 from ..store.store import DEFAULT_URL
-from . import _common, alerts, budget, costs, demo, imports, ingest, pricing, serve, setup
+from . import (
+    _common,
+    alerts,
+    budget,
+    costs,
+    demo,
+    forecast,
+    imports,
+    ingest,
+    insights,
+    pricing,
+    recommend,
+    serve,
+    setup,
+)
 
 __all__ = ["app", "main"]
 
@@ -32,7 +46,7 @@ def _root(
     ctx.obj = _common.State(db=db)
 
 
-for module in (setup, ingest, imports, costs, pricing, budget, alerts, serve, demo):
+for module in (setup, ingest, imports, costs, pricing, budget, alerts, forecast, insights, recommend, serve, demo):
     module.register(app)
 
 

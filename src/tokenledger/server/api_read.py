@@ -180,8 +180,9 @@ def cost_report(
 def _not_yet(what: str) -> dict[str, Any]:
     return {
         "available": False,
-        "reason": f"{what} needs the insight engine (forecasts, recommendations, ROI inputs), which is not "
-        "configured in this version; no figures are invented in the meantime",
+        "reason": f"{what} needs recorded baselines and investments, which this version does not keep; no "
+        "figures are invented in the meantime. Use GET /api/roi (calculator, caching ROI) and "
+        "GET /api/savings/summary (measured savings).",
     }
 
 
@@ -194,16 +195,64 @@ def roi_current(request: Request, who: Principal = Depends(principal)) -> dict[s
 
 @router.get("/api/savings/summary", tags=["insights"])
 def savings_summary(request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
-    """Realized savings recorded in the ledger (cache hits carry their saved cost as tags)."""
+    """Identified, approved and implemented savings from the recommendations, with realized
+    savings measured on before/after windows (only what was measured; nothing estimated here)."""
     who.require("costs.read")
-    return _not_yet("A savings summary")
+    return _savings(request, who)
+
+
+def _savings(request: Request, who: Principal) -> dict[str, Any]:
+    from ..insights.recommendations import list_recommendations
+    from ..money import format_usd
+
+    recommendations = list_recommendations(ledger_of(request))
+    if who.scoped:
+        allowed = set(who.departments)
+        recommendations = [
+            r
+            for r in recommendations
+            if set(r.scope.get("department", []) or []) <= allowed and r.scope.get("department")
+        ]
+    by_status: dict[str, dict[str, Any]] = {}
+    realized = 0
+    measured = 0
+    for rec in recommendations:
+        entry = by_status.setdefault(rec.status, {"count": 0, "monthly_nanos": 0})
+        entry["count"] += 1
+        entry["monthly_nanos"] += rec.savings_nanos
+        if rec.status == "implemented" and rec.realized:
+            realized += int(rec.realized.get("realized_monthly_nanos", 0))
+            measured += 1
+    return {
+        "by_status": {
+            k: {
+                "count": v["count"],
+                "estimated_monthly_usd": format_usd(v["monthly_nanos"]),
+                "estimated_annual_usd": format_usd(v["monthly_nanos"] * 12),
+            }
+            for k, v in by_status.items()
+        },
+        "open_potential_monthly_usd": format_usd(
+            sum(v["monthly_nanos"] for k, v in by_status.items() if k in ("identified", "in_review", "approved"))
+        ),
+        "realized_monthly_usd": format_usd(realized),
+        "realized_annual_usd": format_usd(realized * 12),
+        "implemented_measured": measured,
+    }
 
 
 @router.get("/api/optimization/impact", tags=["insights"])
 def optimization_impact(request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
-    """Measured impact of implemented optimizations."""
+    """Implemented optimizations with their estimated and measured (before/after) monthly savings."""
     who.require("costs.read")
-    return _not_yet("Optimization impact")
+    from ..insights.recommendations import list_recommendations
+
+    rows = [r.to_dict() for r in list_recommendations(ledger_of(request), status="implemented")]
+    if who.scoped:
+        rows = [
+            r for r in rows if r["scope"].get("department") and set(r["scope"]["department"]) <= set(who.departments)
+        ]
+    return {"implemented": rows, "summary": _savings(request, who)}
 
 
 @router.get("/api/reports/roi/{period}", tags=["reports"])

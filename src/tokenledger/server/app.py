@@ -157,9 +157,9 @@ def create_app(
         )
         return response
 
-    from . import api_charts, api_ingest, api_manage, api_read, stream
+    from . import api_charts, api_forecast, api_ingest, api_insights, api_manage, api_read, api_recommend, stream
 
-    for module in (api_ingest, api_read, api_manage, api_charts, stream):
+    for module in (api_ingest, api_read, api_manage, api_charts, api_forecast, api_insights, api_recommend, stream):
         app.include_router(module.router)
 
     from pathlib import Path
