@@ -51,8 +51,8 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as _version
@@ -61,8 +61,9 @@ from typing import Any
 
 import httpx
 
-from .errors import InvalidEvent, InvalidInput
-from .ledger import _ATTRIBUTABLE, _ATTRIBUTION, Ledger
+from . import attribution
+from .errors import InvalidInput
+from .ledger import Ledger
 from .usage import UsageEvent, parse_event
 from .writer import Journal, recover_journals
 
@@ -280,35 +281,13 @@ class HttpLedger:
 
     # -- recording -----------------------------------------------------------------------------
 
-    @contextmanager
-    def attribute(self, **dimensions: Any) -> Iterator[None]:
-        """Default dimensions for events recorded inside the block (nests; thread/task local).
-
-        The same context as :meth:`tokenledger.Ledger.attribute`: either ledger's blocks apply.
-        """
-        unknown = set(dimensions) - _ATTRIBUTABLE
-        if unknown:
-            raise InvalidEvent(f"attribute(): unknown dimension(s) {', '.join(sorted(unknown))}")
-        current = dict(_ATTRIBUTION.get())
-        tags = {**current.get("tags", {}), **dimensions.pop("tags", {})}
-        current.update(dimensions)
-        if tags:
-            current["tags"] = tags
-        token = _ATTRIBUTION.set(current)
-        try:
-            yield
-        finally:
-            _ATTRIBUTION.reset(token)
+    def attribute(self, **dimensions: Any) -> AbstractContextManager[None]:
+        """Default dimensions for events recorded inside the block (nests; thread/task local)."""
+        return attribution.attribute(**dimensions)
 
     def record(self, **fields: Any) -> RecordedEvent:
         """Validate, spool and queue one event for the server. Raises InvalidEvent at once."""
-        defaults = _ATTRIBUTION.get()
-        if defaults:  # merged exactly as Ledger.record() does
-            merged = {k: v for k, v in defaults.items() if k != "tags"}
-            merged.update(fields)
-            if "tags" in defaults:
-                merged["tags"] = {**defaults["tags"], **(fields.get("tags") or {})}
-            fields = merged
+        fields = attribution.with_defaults(fields)
         if fields.get("timestamp") is None:
             fields["timestamp"] = self.clock()
         return self.record_event(parse_event(fields))

@@ -19,20 +19,19 @@ write happens on a background thread in batches (see :mod:`tokenledger.writer`).
 from __future__ import annotations
 
 import atexit
-import contextvars
 import gc
 import itertools
 import json
 import secrets
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from types import MappingProxyType
 from typing import Any
 
+from . import attribution
 from .alerts.bus import COST_RECORDED, EventBus
 from .alerts.engine import AlertEngine
 from .budgets.enforce import Decision, Enforcer, Reservation
@@ -45,16 +44,12 @@ from .settings import Settings
 from .store.schema import EVENT_COLUMNS, EVENT_INDEX
 from .store.store import Store
 from .timeutil import to_us
-from .usage import DIMENSIONS, UsageEvent, parse_event
+from .usage import UsageEvent, parse_event
 from .writer import BatchWriter, Journal, recover_journals
 
 __all__ = ["Ledger", "PricedEvent", "IngestResult", "Rejection"]
 
 Clock = Callable[[], datetime]
-_ATTRIBUTION: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
-    "tokenledger_attribution", default=MappingProxyType({})
-)
-_ATTRIBUTABLE = frozenset((*DIMENSIONS, "tags")) - {"provider", "model", "status"}
 
 
 def _utcnow() -> datetime:
@@ -341,22 +336,9 @@ class Ledger:
 
     # -- recording -----------------------------------------------------------------------------
 
-    @contextmanager
-    def attribute(self, **dimensions: Any) -> Iterator[None]:
+    def attribute(self, **dimensions: Any) -> AbstractContextManager[None]:
         """Default dimensions for events recorded inside the block (nests; thread/task local)."""
-        unknown = set(dimensions) - _ATTRIBUTABLE
-        if unknown:
-            raise InvalidEvent(f"attribute(): unknown dimension(s) {', '.join(sorted(unknown))}")
-        current = dict(_ATTRIBUTION.get())
-        tags = {**current.get("tags", {}), **dimensions.pop("tags", {})}
-        current.update(dimensions)
-        if tags:
-            current["tags"] = tags
-        token = _ATTRIBUTION.set(current)
-        try:
-            yield
-        finally:
-            _ATTRIBUTION.reset(token)
+        return attribution.attribute(**dimensions)
 
     def record(
         self, *, source: str | None = "sdk", reservation: Reservation | None = None, **fields: Any
@@ -366,13 +348,7 @@ class Ledger:
         With ``reservation``, the event is written at once and commits the reservation with the
         event's actual cost, in the same transaction.
         """
-        defaults = _ATTRIBUTION.get()
-        if defaults:
-            merged = {k: v for k, v in defaults.items() if k != "tags"}
-            merged.update(fields)
-            if "tags" in defaults:
-                merged["tags"] = {**defaults["tags"], **(fields.get("tags") or {})}
-            fields = merged
+        fields = attribution.with_defaults(fields)
         if fields.get("timestamp") is None:
             fields["timestamp"] = self.clock()
         if reservation is not None:
@@ -477,7 +453,7 @@ class Ledger:
         return nanos_to_usd(self.pricer.price(event).total_nanos)
 
     def _budget_dims(self, dims: Mapping[str, Any]) -> dict[str, Any]:
-        merged = {k: v for k, v in _ATTRIBUTION.get().items()}
+        merged = dict(attribution.current())
         merged.update({k: v for k, v in dims.items() if v is not None})
         return merged
 
