@@ -200,13 +200,19 @@ def _simulate(values: np.ndarray, seasonal: bool, horizon: int, paths: int, seed
     return np.clip(mean, 0, None), np.clip(simulated, 0, None)
 
 
-def _backtest(values: np.ndarray, seasonal: bool, min_train: int, seed: int) -> dict[str, Any]:
+#: Backtest folds for forecast_many (see its docstring).
+BULK_BACKTEST_FOLDS = 2
+
+
+def _backtest(
+    values: np.ndarray, seasonal: bool, min_train: int, seed: int, folds_wanted: int = BACKTEST_FOLDS
+) -> dict[str, Any]:
     horizon = min(BACKTEST_HORIZON, len(values) - min_train)
     if horizon < 1:
         return {"mape": None, "coverage80": None, "coverage95": None, "folds": 0, "horizon_days": 0}
     errors: list[float] = []
     inside80 = inside95 = days = folds = 0
-    for fold in range(BACKTEST_FOLDS):
+    for fold in range(folds_wanted):
         origin = len(values) - horizon - 7 * fold
         if origin < min_train:
             break
@@ -264,7 +270,13 @@ def _total(mean: np.ndarray, paths: np.ndarray) -> dict[str, Decimal]:
 
 
 def forecast(
-    series: Sequence[tuple[date, Decimal]], horizon: int = 30, *, today: date, seed: int = 0, backtest: bool = True
+    series: Sequence[tuple[date, Decimal]],
+    horizon: int = 30,
+    *,
+    today: date,
+    seed: int = 0,
+    backtest: bool = True,
+    backtest_folds: int = BACKTEST_FOLDS,
 ) -> Forecast:
     """Forecast daily spend for ``horizon`` days from ``today`` from complete days before it.
 
@@ -289,7 +301,7 @@ def forecast(
     except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
         return Forecast(today, horizon, n, None, f"the {name} model could not be fitted: {exc}")
     checks = (
-        _backtest(values, seasonal, WEEKLY_HISTORY_DAYS if seasonal else MIN_HISTORY_DAYS, seed + 1)
+        _backtest(values, seasonal, WEEKLY_HISTORY_DAYS if seasonal else MIN_HISTORY_DAYS, seed + 1, backtest_folds)
         if backtest
         else {"mape": None, "coverage80": None, "coverage95": None, "folds": 0, "horizon_days": 0}
     )
@@ -317,6 +329,8 @@ def forecast_many(
     """One forecast per department or agent (or one for the fleet), from ONE grouped query.
 
     Keys are department / agent names (None: unattributed spend); the fleet's key is ``"fleet"``.
+    Bulk forecasts are backtested on 2 rolling folds instead of 4 (fits dominate the time: 3 per
+    series instead of 5); each still reports its MAPE and interval coverage.
     """
     if level not in LEVELS:
         raise InvalidInput(f"level: {level!r} must be one of {', '.join(LEVELS)}")
@@ -334,7 +348,7 @@ def forecast_many(
     if level == "fleet" and not spend:
         spend["fleet"] = {}
     return {
-        key: forecast(_fill(days, since, today), horizon, today=today)
+        key: forecast(_fill(days, since, today), horizon, today=today, backtest_folds=BULK_BACKTEST_FOLDS)
         for key, days in sorted(spend.items(), key=lambda item: (item[0] is None, item[0] or ""))
     }
 
