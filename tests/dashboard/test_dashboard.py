@@ -72,6 +72,7 @@ def test_fleet_filters_drilldown_and_budgets(browser, site):
     total_30d = page.locator('[data-kpi="Total spend"]').inner_text()
     assert "$" in total_30d
     assert page.locator("#c-sunburst canvas").count() == 1 and page.locator("#agents-table tbody tr").count() > 5
+    assert page.locator("#c-total").get_attribute("data-model") == "ets_weekly"  # 30 days of history
     if SCREENSHOTS:
         page.screenshot(path=f"{SCREENSHOTS}/fleet.png", full_page=True)
 

@@ -136,7 +136,7 @@ async function render() {
   syncControls();
   crumbs();
   document.getElementById("agent-detail").classList.toggle("hidden", !state.agent);
-  const tasks = [kpis(), budgets(), trend(), sunburst(), waterfall("c-waterfall", {}), providers(), distribution(), agents(), sankey()];
+  const tasks = [kpis(), budgets(), total(), trend(), sunburst(), waterfall("c-waterfall", {}), providers(), distribution(), agents(), sankey()];
   if (state.agent) tasks.push(agentDetail());
   await Promise.allSettled(tasks);
   document.body.dataset.loaded = String(Date.now());
@@ -191,6 +191,48 @@ async function budgets() {
     el.querySelectorAll("button").forEach((button) => button.addEventListener("click", () =>
       budgetAction(button.dataset.act, button.closest(".card").dataset.budget, button.dataset.id)));
   } catch (error) { setState(el, "Could not load budgets: " + error.message, true); }
+}
+
+async function total() {
+  loading("c-total");
+  try {
+    const params = { horizon: 30 };
+    if (state.agent) params.agent = state.agent;
+    else if (state.department.length === 1) params.department = state.department[0];
+    const [history, forecasts, status] = await Promise.all([
+      api("/api/charts/trend", { ...rangeParams(), where: whereParams(state.agent ? { agent: state.agent } : {}), by: "provider" }),
+      api("/api/forecast", params), api("/api/budget/status"),
+    ]);
+    const actual = history.days.map((_, i) => history.series.reduce((sum, s) => sum + Number(s.points[i]), 0));
+    const f = forecasts.forecasts[0] || { points: [] };
+    const future = f.points.map((p) => p.day);
+    const days = [...history.days, ...future];
+    const pad = (values) => [...history.days.map(() => null), ...values];
+    const band = (lo, hi) => [pad(f.points.map((p) => Number(p[lo]))), pad(f.points.map((p) => Number(p[hi]) - Number(p[lo])))];
+    const [lo95, w95] = band("lo95_usd", "hi95_usd");
+    const [lo80, w80] = band("lo80_usd", "hi80_usd");
+    const scope = state.department.length === 1 ? state.department[0] : null;
+    const budget = status.find((b) => b.period === "monthly" && (scope ? b.scope === `department=${scope}` : b.scope === "org"));
+    const title = f.model ? `${f.model} · backtested MAPE ${f.backtest.mape ?? "–"}% · 95% coverage ${f.backtest.coverage95 ?? "–"}%` : (f.reason || "no forecast");
+    chart("c-total").setOption({
+      title: { text: title, textStyle: { fontSize: 12 }, right: 10 },
+      tooltip: { trigger: "axis", valueFormatter: (v) => (v === null || v === undefined ? "–" : money(v)) },
+      legend: { top: 0, left: 0, data: ["actual", "forecast", "80%", "95%"] },
+      grid: { left: 60, right: 20, top: 40, bottom: 30 },
+      xAxis: { type: "category", data: days }, yAxis: { type: "value", axisLabel: { formatter: (v) => money(v) } },
+      series: [
+        { name: "95%", type: "line", stack: "b95", data: lo95, lineStyle: { opacity: 0 }, symbol: "none", tooltip: { show: false } },
+        { name: "95%", type: "line", stack: "b95", data: w95, lineStyle: { opacity: 0 }, symbol: "none", areaStyle: { opacity: 0.12 } },
+        { name: "80%", type: "line", stack: "b80", data: lo80, lineStyle: { opacity: 0 }, symbol: "none", tooltip: { show: false } },
+        { name: "80%", type: "line", stack: "b80", data: w80, lineStyle: { opacity: 0 }, symbol: "none", areaStyle: { opacity: 0.22 } },
+        { name: "actual", type: "line", data: [...actual, ...future.map(() => null)], symbol: "none",
+          markLine: budget ? { symbol: "none", label: { formatter: `${budget.name} pace` },
+            data: [{ yAxis: Number(budget.limit_usd) / 30 }] } : undefined },
+        { name: "forecast", type: "line", data: pad(f.points.map((p) => Number(p.mean_usd))), symbol: "none", lineStyle: { type: "dashed" } },
+      ],
+    }, true);
+    document.getElementById("c-total").dataset.model = f.model || "";
+  } catch (error) { chartError("c-total", error); }
 }
 
 async function trend() {
