@@ -57,3 +57,30 @@ def test_lifecycle_and_expected_suppression(spiky, clock):
     assert [a.id for a in listed] == [spike.id]
     rescanned = anomalies.scan(spiky, levels=("agent",), since="35d", now=clock.now)
     assert all(a.status == "expected" for a in rescanned if a.scope.get("agent") == "planner")
+
+
+def test_cli_and_api(spiky, clock, tmp_path):
+    import asyncio
+
+    import httpx
+
+    from tokenledger.access import create_key
+    from tokenledger.server import create_app
+
+    key, _ = create_key(spiky.store, role="finops", now=clock.now)
+    app = create_app(spiky, local_only=False)
+
+    async def calls():
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers) as c:
+            scanned = (await c.post("/api/anomalies/scan", params={"since": "35d"})).json()
+            assert scanned["found"] >= 1
+            first = scanned["anomalies"][0]["id"]
+            bad = await c.patch(f"/api/anomalies/{first}", json={"status": "solved"})
+            assert bad.status_code == 400 and "status" in bad.json()["error"]["message"]
+            ok = await c.patch(f"/api/anomalies/{first}", json={"status": "investigating", "note": "looking"})
+            assert ok.json()["status"] == "investigating"
+            listed = (await c.get("/api/anomalies", params={"status": "investigating"})).json()
+            assert [a["id"] for a in listed] == [first]
+
+    asyncio.run(calls())

@@ -8,6 +8,7 @@ from ..store.store import DEFAULT_URL
 from . import (
     _common,
     alerts,
+    anomalies,
     budget,
     costs,
     demo,
@@ -46,7 +47,21 @@ def _root(
     ctx.obj = _common.State(db=db)
 
 
-for module in (setup, ingest, imports, costs, pricing, budget, alerts, forecast, insights, recommend, serve, demo):
+for module in (
+    setup,
+    ingest,
+    imports,
+    costs,
+    pricing,
+    budget,
+    alerts,
+    forecast,
+    insights,
+    recommend,
+    anomalies,
+    serve,
+    demo,
+):
     module.register(app)
 
 

@@ -157,9 +157,29 @@ def create_app(
         )
         return response
 
-    from . import api_charts, api_forecast, api_ingest, api_insights, api_manage, api_read, api_recommend, stream
+    from . import (
+        api_anomalies,
+        api_charts,
+        api_forecast,
+        api_ingest,
+        api_insights,
+        api_manage,
+        api_read,
+        api_recommend,
+        stream,
+    )
 
-    for module in (api_ingest, api_read, api_manage, api_charts, api_forecast, api_insights, api_recommend, stream):
+    for module in (
+        api_ingest,
+        api_read,
+        api_manage,
+        api_charts,
+        api_forecast,
+        api_insights,
+        api_recommend,
+        api_anomalies,
+        stream,
+    ):
         app.include_router(module.router)
 
     from pathlib import Path
