@@ -146,6 +146,20 @@ def test_fleet_filters_drilldown_and_budgets(browser, site):
     page.wait_for_function(
         "document.querySelector('.card[data-budget=\"research-monthly\"] [data-limit]').innerText.includes('6,500')"
     )
+    # find savings, then move the top recommendation through review to implemented
+    page.click("#scan-savings")
+    page.wait_for_selector("#leaderboard tbody tr")
+    first = page.locator("#leaderboard tbody tr").first
+    first.locator('button[data-to="approved"]').click()
+    page.wait_for_selector('#leaderboard tbody tr button[data-to="implemented"]')
+    page.locator('#leaderboard tbody tr button[data-to="implemented"]').first.click()
+    page.wait_for_function("[...document.querySelectorAll('#leaderboard [data-status]')].some(td => td.innerText === 'implemented')")
+    # scan for anomalies and mark one expected (the empty state must not be an error either way)
+    page.click("#scan-anomalies")
+    page.wait_for_function("!document.querySelector('#anomalies .state.error') && document.querySelector('#anomalies').innerText.length > 0")
+    if page.locator("#anomalies tbody tr").count():
+        page.locator('#anomalies button[data-to="expected"]').first.click()
+        page.wait_for_function("[...document.querySelectorAll('#anomalies [data-status]')].some(td => td.innerText === 'expected')")
     assert errors == []
     page.close()
 

@@ -136,7 +136,8 @@ async function render() {
   syncControls();
   crumbs();
   document.getElementById("agent-detail").classList.toggle("hidden", !state.agent);
-  const tasks = [kpis(), budgets(), total(), trend(), sunburst(), waterfall("c-waterfall", {}), providers(), distribution(), agents(), sankey()];
+  const tasks = [kpis(), budgets(), total(), trend(), sunburst(), waterfall("c-waterfall", {}), providers(), distribution(), agents(), sankey(),
+    leaderboard(), anomalyTable()];
   if (state.agent) tasks.push(agentDetail());
   await Promise.allSettled(tasks);
   document.body.dataset.loaded = String(Date.now());
@@ -365,6 +366,57 @@ async function agentDetail() {
     ], rows);
   } catch (error) { setState(el, "Could not load requests: " + error.message, true); }
 }
+
+async function leaderboard() {
+  const el = document.getElementById("leaderboard");
+  const canWrite = ["admin", "finops"].includes(me.role);
+  document.getElementById("scan-savings").classList.toggle("hidden", !canWrite);
+  try {
+    const rows = (await api("/api/recommendations")).filter((r) => r.status !== "declined")
+      .sort((a, b) => Number(b.savings_monthly_usd) - Number(a.savings_monthly_usd)).slice(0, 15);
+    if (!rows.length) { setState(el, "No recommendations yet" + (canWrite ? ": use “Find savings”." : ".")); return; }
+    el.innerHTML = "<table><thead><tr><th>Recommendation</th><th>Kind</th><th class=num>Now / month</th><th class=num>Saves / month</th>" +
+      "<th class=num>Saves / year</th><th>Effort</th><th>Risk</th><th>Status</th><th></th></tr></thead><tbody>" +
+      rows.map((r) => `<tr data-id="${r.id}"><td>${esc(r.title)}</td><td>${esc(r.kind)}</td><td class=num>${money(r.current_cost_monthly_usd)}</td>` +
+        `<td class=num>${money(r.savings_monthly_usd)}</td><td class=num>${money(r.savings_annual_usd)}</td><td>${esc(r.effort)}</td>` +
+        `<td>${esc(r.risk)}</td><td data-status>${esc(r.status)}</td><td>${canWrite ? nextSteps(r.status).map((s) =>
+          `<button data-rec="${r.id}" data-to="${s}">${s.replace("_", " ")}</button>`).join(" ") : ""}</td></tr>`).join("") + "</tbody></table>";
+    el.querySelectorAll("button[data-rec]").forEach((b) => b.addEventListener("click", () =>
+      api(`/api/recommendations/${b.dataset.rec}`, {}, { method: "PATCH", body: { status: b.dataset.to } }).then(leaderboard, (e) => toast(e.message, "critical"))));
+  } catch (error) { setState(el, "Could not load recommendations: " + error.message, true); }
+}
+
+function nextSteps(status) {
+  return { identified: ["in_review", "approved", "declined"], in_review: ["approved", "declined"], approved: ["implemented", "declined"] }[status] || [];
+}
+
+document.getElementById("scan-savings").addEventListener("click", () =>
+  api("/api/recommendations/scan", { min_savings_usd: "0.01" }, { method: "POST" }).then(leaderboard, (e) => toast(e.message, "critical")));
+
+async function anomalyTable() {
+  const el = document.getElementById("anomalies");
+  const canWrite = ["admin", "finops"].includes(me.role);
+  document.getElementById("scan-anomalies").classList.toggle("hidden", !canWrite);
+  try {
+    const rows = (await api("/api/anomalies", { limit: 20 }));
+    if (!rows.length) { setState(el, "No anomalies recorded" + (canWrite ? ": use “Scan”." : ".")); return; }
+    el.innerHTML = "<table><thead><tr><th>Window</th><th>Scope</th><th class=num>Expected</th><th class=num>Actual</th><th class=num>Impact</th>" +
+      "<th>Likely cause</th><th>Status</th><th></th></tr></thead><tbody>" + rows.map((a) => {
+        const cause = (a.causes || [])[0];
+        return `<tr data-id="${a.id}"><td>${esc(String(a.start).slice(0, 10))} → ${esc(String(a.end).slice(0, 10))}</td>` +
+          `<td>${esc(Object.entries(a.scope || {}).map(([k, v]) => `${k}=${v}`).join(", ") || "fleet")}</td>` +
+          `<td class=num>${money(a.expected_usd)}</td><td class=num>${money(a.actual_usd)}</td><td class=num>${money(a.impact_usd)} (${esc(a.impact_pct)}%)</td>` +
+          `<td>${cause ? esc(`${cause.cause}: ${Object.entries(cause.dimension).map(([k, v]) => `${k}=${v}`).join(", ")}`) : ""}</td>` +
+          `<td data-status>${esc(a.status)}</td><td>${canWrite && a.status === "detected" ? `<button data-anomaly="${a.id}" data-to="expected">mark expected</button> <button data-anomaly="${a.id}" data-to="investigating">investigate</button>` : ""}</td></tr>`;
+      }).join("") + "</tbody></table>";
+    el.querySelectorAll("button[data-anomaly]").forEach((b) => b.addEventListener("click", () =>
+      api(`/api/anomalies/${b.dataset.anomaly}`, {}, { method: "PATCH", body: { status: b.dataset.to, note: "from the dashboard" } })
+        .then(anomalyTable, (e) => toast(e.message, "critical"))));
+  } catch (error) { setState(el, "Could not load anomalies: " + error.message, true); }
+}
+
+document.getElementById("scan-anomalies").addEventListener("click", () =>
+  api("/api/anomalies/scan", { since: "90d" }, { method: "POST" }).then(anomalyTable, (e) => toast(e.message, "critical")));
 
 // ---------------------------------------------------------------------------------------------
 // actions
