@@ -73,6 +73,17 @@ def test_fleet_filters_drilldown_and_budgets(browser, site):
     assert "$" in total_30d
     assert page.locator("#c-sunburst canvas").count() == 1 and page.locator("#agents-table tbody tr").count() > 5
     assert page.locator("#c-total").get_attribute("data-model") == "ets_weekly"  # 30 days of history
+    page.wait_for_selector("#cache-roi-result tbody tr")  # the caching ROI from the ledger's repeated prompts
+    at_40 = page.locator("#cache-roi-result tbody td").nth(2).inner_text()
+    page.fill("#cache-hit", "80")
+    page.click("#cache-roi button")
+    page.wait_for_function(f"document.querySelector('#cache-roi-result tbody td:nth-child(3)').innerText !== {at_40!r}")
+    at_80 = page.locator("#cache-roi-result tbody td").nth(2).inner_text()
+
+    def dollars(text: str) -> float:
+        return float(text.replace("$", "").replace(",", ""))
+
+    assert dollars(at_80) > dollars(at_40) > 0
     if SCREENSHOTS:
         page.screenshot(path=f"{SCREENSHOTS}/fleet.png", full_page=True)
 
@@ -153,13 +164,20 @@ def test_fleet_filters_drilldown_and_budgets(browser, site):
     first.locator('button[data-to="approved"]').click()
     page.wait_for_selector('#leaderboard tbody tr button[data-to="implemented"]')
     page.locator('#leaderboard tbody tr button[data-to="implemented"]').first.click()
-    page.wait_for_function("[...document.querySelectorAll('#leaderboard [data-status]')].some(td => td.innerText === 'implemented')")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#leaderboard [data-status]')].some(td => td.innerText === 'implemented')"
+    )
     # scan for anomalies and mark one expected (the empty state must not be an error either way)
     page.click("#scan-anomalies")
-    page.wait_for_function("!document.querySelector('#anomalies .state.error') && document.querySelector('#anomalies').innerText.length > 0")
+    page.wait_for_function(
+        "!document.querySelector('#anomalies .state.error')"
+        " && document.querySelector('#anomalies').innerText.length > 0"
+    )
     if page.locator("#anomalies tbody tr").count():
         page.locator('#anomalies button[data-to="expected"]').first.click()
-        page.wait_for_function("[...document.querySelectorAll('#anomalies [data-status]')].some(td => td.innerText === 'expected')")
+        page.wait_for_function(
+            "[...document.querySelectorAll('#anomalies [data-status]')].some(td => td.innerText === 'expected')"
+        )
     assert errors == []
     page.close()
 

@@ -137,7 +137,7 @@ async function render() {
   crumbs();
   document.getElementById("agent-detail").classList.toggle("hidden", !state.agent);
   const tasks = [kpis(), budgets(), total(), trend(), sunburst(), waterfall("c-waterfall", {}), providers(), distribution(), agents(), sankey(),
-    leaderboard(), anomalyTable()];
+    leaderboard(), anomalyTable(), cachingRoi()];
   if (state.agent) tasks.push(agentDetail());
   await Promise.allSettled(tasks);
   document.body.dataset.loaded = String(Date.now());
@@ -414,6 +414,23 @@ async function anomalyTable() {
         .then(anomalyTable, (e) => toast(e.message, "critical"))));
   } catch (error) { setState(el, "Could not load anomalies: " + error.message, true); }
 }
+
+async function cachingRoi(event) {
+  if (event) event.preventDefault();
+  const el = document.getElementById("cache-roi-result");
+  try {
+    const r = await api("/api/roi", { hit_rate: document.getElementById("cache-hit").value, since: "30d",
+      investment: document.getElementById("cache-investment").value || "0",
+      monthly_operating_cost: document.getElementById("cache-running").value || "0" });
+    table(el, [
+      { key: "repeat_share_pct", label: "Repeated prompts %", num: true }, { key: "monthly_cacheable_spend", label: "Cacheable / month", money: true, num: true },
+      { key: "monthly_savings", label: "Savings / month", money: true, num: true }, { key: "annual_savings", label: "Savings / year", money: true, num: true },
+      { key: "payback_months", label: "Payback (months)", num: true }, { key: "roi_3y_pct", label: "3-year ROI %", num: true },
+    ], [r]);
+  } catch (error) { setState(el, "Could not calculate: " + error.message, true); }
+}
+
+document.getElementById("cache-roi").addEventListener("submit", cachingRoi);
 
 document.getElementById("scan-anomalies").addEventListener("click", () =>
   api("/api/anomalies/scan", { since: "90d" }, { method: "POST" }).then(anomalyTable, (e) => toast(e.message, "critical")));
