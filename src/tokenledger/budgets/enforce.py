@@ -37,6 +37,7 @@ from ..money import format_usd
 from ..store.schema import EVENT_INDEX, meta
 from ..store.store import Store
 from ..timeutil import from_us, to_us
+from ..usage import DIMENSIONS
 from .model import LEVELS, Budget
 from .periods import HOUR_US, Window
 from .tables import approvals, budget_daily, budget_rate, budget_usage, budgets, reservations, token_ratios
@@ -168,23 +169,8 @@ class _Book:
         return window.bucket_us
 
 
-_DIM_NAMES = frozenset(
-    (
-        "provider",
-        "model",
-        "department",
-        "cost_center",
-        "project",
-        "team",
-        "user",
-        "agent",
-        "task",
-        "environment",
-        "version",
-        "operation",
-        "session_id",
-    )
-)
+#: The attribution dimensions a tag-scoped budget can also filter on (the event's own columns).
+_DIM_NAMES = frozenset(DIMENSIONS) - {"service_tier", "category", "status"}
 
 
 class Enforcer:
