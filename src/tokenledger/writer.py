@@ -94,7 +94,7 @@ class BatchWriter:
 
     def __init__(
         self,
-        write_batch: Callable[[list[Any]], None],
+        write_batch: Callable[[list[Any]], object],
         *,
         batch_size: int = 500,
         interval_s: float = 0.2,

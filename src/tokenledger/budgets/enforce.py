@@ -48,7 +48,7 @@ BUDGETS_VERSION_KEY = "budgets_version"
 _PG_BUDGET_LOCK = 7262212
 _DAY_US = 86_400_000_000
 _TS, _COST, _TAGS = EVENT_INDEX["ts_us"], EVENT_INDEX["cost_nanos"], EVENT_INDEX["tags"]
-Publish = Callable[[str, dict[str, Any]], None]
+Publish = Callable[[str, dict[str, Any]], object]
 
 
 @dataclass
@@ -443,7 +443,7 @@ class Enforcer:
             if budget.action == "downgrade":
                 decision.downgrade_to = decision.downgrade_to or budget.downgrade_model
                 continue
-            fields = dict(
+            fields: dict[str, Any] = dict(
                 budget_id=budget.id,
                 budget=budget.name,
                 limit_usd=state["limit_usd"],

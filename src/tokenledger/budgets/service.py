@@ -16,6 +16,7 @@ All of it happens in one transaction per call, so a refused change writes nothin
 
 from __future__ import annotations
 
+import builtins
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -222,7 +223,7 @@ class BudgetService:
         self,
         conn: Connection,
         parent: Budget,
-        scope: Mapping[str, list[str]],
+        scope: Mapping[str, builtins.list[str]],
         period: str,
         limit: int,
         *,
@@ -582,7 +583,7 @@ class BudgetService:
             "deadline": until.isoformat() if until and approve else None,
         }
 
-    def approvals(self, status: str | None = None) -> list[dict[str, Any]]:
+    def approvals(self, status: str | None = None) -> builtins.list[dict[str, Any]]:
         with self.store.read() as conn:
             query = select(approvals, budgets.c.name).join(budgets, budgets.c.id == approvals.c.budget_id)
             if status:
@@ -606,7 +607,7 @@ class BudgetService:
             for r in rows
         ]
 
-    def history(self, key: int | str) -> list[dict[str, Any]]:
+    def history(self, key: int | str) -> builtins.list[dict[str, Any]]:
         budget = self.get(key)
         with self.store.read() as conn:
             rows = conn.execute(
@@ -633,7 +634,7 @@ class BudgetService:
         *,
         departments: Sequence[str] | None = None,
         max_age_s: float = 0.0,
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         """Spent, reserved, remaining, burn rate, projection and colour for each budget."""
         if max_age_s > 0:
             # Dashboards poll this: an answer up to max_age_s old is served from memory, but only

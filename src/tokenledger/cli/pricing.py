@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -125,6 +126,7 @@ def import_(
         kind = file_format
         if kind == "auto":
             kind = "litellm" if looks_like_litellm(file) else "list"
+        summary: dict[str, Any]
         if kind == "litellm":
             summary = import_litellm(
                 ledger.store,
@@ -135,7 +137,7 @@ def import_(
             )
         elif kind == "list":
             price_list = load_price_list(file)
-            summary = import_price_list(ledger.store, price_list, now=ledger.clock(), created_by="cli")
+            summary = dict(import_price_list(ledger.store, price_list, now=ledger.clock(), created_by="cli"))
             summary["rejections"] = [f"row {row}: {reason}" for row, reason in price_list.rejected]
         else:
             raise InvalidInput(f"--from {file_format!r}: use litellm, list or auto")
@@ -143,7 +145,8 @@ def import_(
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     else:
         console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.items() if not isinstance(v, list)))
-        for item in summary.get("rejections", []) or []:
+        rejections: list[Any] = summary.get("rejections") or []  # type: ignore[assignment]
+        for item in rejections:
             console.print(f"  rejected {item}", markup=False)
 
 

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
             created = 0
             if not load_overrides(store) and not store.get_meta("default_multipliers_added"):
                 for rule in DEFAULT_TIER_MULTIPLIERS:
-                    add_override(store, now=ledger.clock(), created_by="tokenledger init", **rule)
+                    add_override(store, now=ledger.clock(), created_by="tokenledger init", **rule)  # type: ignore[arg-type]
                     created += 1
                 store.set_meta("default_multipliers_added", True)
             where = Store.database_path(store.url) or store.engine.url.render_as_string(hide_password=True)

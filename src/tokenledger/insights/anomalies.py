@@ -604,8 +604,9 @@ def _store(conn: Connection, found: Sequence[Anomaly], now_us: int) -> list[Anom
             "causes": anomaly.causes,
             "department": anomaly.department,
         }
-        row = existing.get(anomaly.fingerprint)
-        if row is not None:
+        stored_row = existing.get(anomaly.fingerprint)
+        if stored_row is not None:
+            row = stored_row
             changed = {k: v for k, v in values.items() if getattr(row, k) != v}
             if changed:
                 conn.execute(update(anomalies).where(anomalies.c.id == row.id).values(**changed, updated_us=now_us))
@@ -629,7 +630,7 @@ def _store(conn: Connection, found: Sequence[Anomaly], now_us: int) -> list[Anom
                 fingerprint=anomaly.fingerprint,
                 **values,
             )
-        ).inserted_primary_key[0]
+        ).inserted_primary_key[0]  # type: ignore[index]
         out.append(
             replace(
                 anomaly,

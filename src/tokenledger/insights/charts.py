@@ -369,7 +369,7 @@ def token_waterfall(
     """
     start, end, s_us, e_us = _range(ledger, since, until)
     rows = grouped_costs(ledger.store, ["provider", "model", "category"], s_us, e_us, where or {})
-    parts = defaultdict(int)
+    parts: defaultdict[str, int] = defaultdict(int)
     saved = 0
     for row in rows:
         m = {k: int(v) for k, v in row.measures.items() if k != "latency_ms_sum"}

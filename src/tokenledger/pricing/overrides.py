@@ -131,7 +131,7 @@ def add_override(
         raise InvalidInput("multiplier: name the --service-tier it applies to (batch, flex, priority)")
     if effective_from and effective_to and effective_to <= effective_from:
         raise InvalidInput("effective_to: must be after effective_from")
-    parsed_prices = parse_unit_prices(prices) if kinds == ["prices"] else None
+    parsed_prices = parse_unit_prices(prices) if kinds == ["prices"] and prices else None
     discount = (
         _decimal(discount_percent, "discount_percent", low=Decimal(0), high=Decimal(100))
         if kinds == ["discount_percent"]

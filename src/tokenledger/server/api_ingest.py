@@ -26,7 +26,7 @@ _BODY = {
         "application/x-ndjson": {"schema": {"type": "string", "description": "one usage event per line"}},
     },
 }
-_RESULT = {
+_RESULT: dict[int | str, dict[str, Any]] = {
     "200": {
         "description": "Per-item outcome: accepted, duplicate (already stored) or rejected (with the reason)",
         "content": {

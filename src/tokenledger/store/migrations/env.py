@@ -13,7 +13,7 @@ connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only when someone runs the alembic CLI by hand
     from sqlalchemy import create_engine
 
-    connection = create_engine(context.config.get_main_option("sqlalchemy.url")).connect()
+    connection = create_engine(str(context.config.get_main_option("sqlalchemy.url"))).connect()
 
 context.configure(
     connection=connection,
