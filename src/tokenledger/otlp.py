@@ -96,23 +96,13 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from .errors import InvalidEvent, InvalidInput
-from .usage import MAX_UNITS, normalize_provider, parse_event
+from .usage import DIMENSIONS, MAX_UNITS, normalize_provider, parse_event
 
 __all__ = ["spans_to_events", "ATTRIBUTION_FIELDS"]
 
 #: Event fields a ``mapping`` (and ``tokenledger.<field>`` attributes) may set.
-ATTRIBUTION_FIELDS = (
-    "department",
-    "cost_center",
-    "project",
-    "team",
-    "user",
-    "agent",
-    "task",
-    "environment",
-    "version",
-    "operation",
-    "session_id",
+ATTRIBUTION_FIELDS = tuple(
+    d for d in DIMENSIONS if d not in ("provider", "model", "service_tier", "category", "status")
 )
 
 _INPUT = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")

@@ -50,3 +50,11 @@ def test_caching_and_lifecycle_and_realized(busy, clock):
     realized = service.measure_realized(busy, caching.id).realized
     assert realized is not None and realized["before"]["requests"] == 40 and realized["after"]["requests"] == 0
     assert datetime.fromisoformat(realized["before"]["until"].replace("Z", "+00:00")).tzinfo == UTC
+
+    summary = service.savings_summary(busy)
+    assert summary["implemented_measured"] == 1
+    assert summary["realized_monthly_usd"] == realized["realized_monthly_usd"]
+    assert summary["by_status"]["implemented"]["count"] == 1
+    assert [r["id"] for r in summary["implemented"]] == [caching.id]
+    # a department-scoped caller sees only recommendations scoped to its departments
+    assert service.savings_summary(busy, departments=["sales"])["implemented_measured"] == 0

@@ -793,3 +793,43 @@ def measure_realized(ledger: Ledger, rec_id: int, *, now: datetime | None = None
             update(recommendations).where(recommendations.c.id == rec_id).values(realized=realized, updated_us=now_us)
         )
     return get_recommendation(ledger, rec_id)
+
+
+def savings_summary(ledger: Ledger, *, departments: Sequence[str] | None = None) -> dict[str, Any]:
+    """Recommended savings by status, open potential, and realized savings measured after
+    implementation (only what was measured on before/after windows; nothing estimated here).
+
+    ``departments`` limits to recommendations scoped to those departments (department-scoped keys).
+    """
+    recommendations = list_recommendations(ledger)
+    if departments is not None:
+        allowed = set(departments)
+        recommendations = [
+            r for r in recommendations if r.scope.get("department") and set(r.scope["department"]) <= allowed
+        ]
+    by_status: dict[str, list[int]] = {}
+    realized = measured = 0
+    for rec in recommendations:
+        entry = by_status.setdefault(rec.status, [0, 0])
+        entry[0] += 1
+        entry[1] += rec.savings_nanos
+        if rec.status == "implemented" and rec.realized:
+            realized += int(rec.realized.get("realized_monthly_nanos", 0))
+            measured += 1
+    return {
+        "by_status": {
+            status: {
+                "count": count,
+                "estimated_monthly_usd": format_usd(nanos),
+                "estimated_annual_usd": format_usd(nanos * 12),
+            }
+            for status, (count, nanos) in by_status.items()
+        },
+        "open_potential_monthly_usd": format_usd(
+            sum(nanos for status, (_, nanos) in by_status.items() if status in ("identified", "in_review", "approved"))
+        ),
+        "realized_monthly_usd": format_usd(realized),
+        "realized_annual_usd": format_usd(realized * 12),
+        "implemented_measured": measured,
+        "implemented": [r.to_dict() for r in recommendations if r.status == "implemented"],
+    }

@@ -198,61 +198,21 @@ def savings_summary(request: Request, who: Principal = Depends(principal)) -> di
     """Identified, approved and implemented savings from the recommendations, with realized
     savings measured on before/after windows (only what was measured; nothing estimated here)."""
     who.require("costs.read")
-    return _savings(request, who)
+    from ..insights.recommendations import savings_summary as summary
 
-
-def _savings(request: Request, who: Principal) -> dict[str, Any]:
-    from ..insights.recommendations import list_recommendations
-    from ..money import format_usd
-
-    recommendations = list_recommendations(ledger_of(request))
-    if who.scoped:
-        allowed = set(who.departments)
-        recommendations = [
-            r
-            for r in recommendations
-            if set(r.scope.get("department", []) or []) <= allowed and r.scope.get("department")
-        ]
-    by_status: dict[str, dict[str, Any]] = {}
-    realized = 0
-    measured = 0
-    for rec in recommendations:
-        entry = by_status.setdefault(rec.status, {"count": 0, "monthly_nanos": 0})
-        entry["count"] += 1
-        entry["monthly_nanos"] += rec.savings_nanos
-        if rec.status == "implemented" and rec.realized:
-            realized += int(rec.realized.get("realized_monthly_nanos", 0))
-            measured += 1
-    return {
-        "by_status": {
-            k: {
-                "count": v["count"],
-                "estimated_monthly_usd": format_usd(v["monthly_nanos"]),
-                "estimated_annual_usd": format_usd(v["monthly_nanos"] * 12),
-            }
-            for k, v in by_status.items()
-        },
-        "open_potential_monthly_usd": format_usd(
-            sum(v["monthly_nanos"] for k, v in by_status.items() if k in ("identified", "in_review", "approved"))
-        ),
-        "realized_monthly_usd": format_usd(realized),
-        "realized_annual_usd": format_usd(realized * 12),
-        "implemented_measured": measured,
-    }
+    result = summary(ledger_of(request), departments=list(who.departments) if who.scoped else None)
+    result.pop("implemented")
+    return result
 
 
 @router.get("/api/optimization/impact", tags=["insights"])
 def optimization_impact(request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
     """Implemented optimizations with their estimated and measured (before/after) monthly savings."""
     who.require("costs.read")
-    from ..insights.recommendations import list_recommendations
+    from ..insights.recommendations import savings_summary as summary
 
-    rows = [r.to_dict() for r in list_recommendations(ledger_of(request), status="implemented")]
-    if who.scoped:
-        rows = [
-            r for r in rows if r["scope"].get("department") and set(r["scope"]["department"]) <= set(who.departments)
-        ]
-    return {"implemented": rows, "summary": _savings(request, who)}
+    result = summary(ledger_of(request), departments=list(who.departments) if who.scoped else None)
+    return {"implemented": result.pop("implemented"), "summary": result}
 
 
 @router.get("/api/reports/roi/{period}", tags=["reports"])
