@@ -8,7 +8,7 @@ parents, without any roll-up step. An empty scope (or ``org=...``) is the whole 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -169,6 +169,15 @@ class Budget:
     def row_matcher(self) -> list[tuple[int, frozenset[str]]]:
         """Conditions on event-row tuples (tag conditions are checked separately)."""
         return [(EVENT_INDEX[k], frozenset(v)) for k, v in self.scope.items() if not k.startswith("tag.")]
+
+    def within_departments(self, departments: Iterable[str]) -> bool:
+        """Whether the budget is scoped to some of ``departments`` and to nothing beyond them.
+
+        A department-scoped key sees exactly these budgets: an org-wide budget (no department in
+        its scope) or one that also covers another department is not its to see.
+        """
+        own = set(self.scope.get("department", []))
+        return bool(own) and own <= set(departments)
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -101,11 +101,15 @@ class BudgetService:
         book = self.enforcer.book(conn)
         return book.budgets.get(row.id) or Budget.from_row(row)
 
-    def list(self) -> list[Budget]:
+    def list(self, departments: Sequence[str] | None = None) -> list[Budget]:
+        """Every budget, or (``departments`` given) those scoped within these departments."""
         with self.store.read() as conn:
             rows = conn.execute(select(budgets).order_by(budgets.c.id)).all()
             book = self.enforcer.book(conn)
-        return [book.budgets.get(r.id) or Budget.from_row(r) for r in rows]
+        found = [book.budgets.get(r.id) or Budget.from_row(r) for r in rows]
+        if departments is not None:
+            found = [b for b in found if b.within_departments(departments)]
+        return found
 
     # -- creating --------------------------------------------------------------------------------
 
@@ -583,11 +587,17 @@ class BudgetService:
             "deadline": until.isoformat() if until and approve else None,
         }
 
-    def approvals(self, status: str | None = None) -> builtins.list[dict[str, Any]]:
+    def approvals(
+        self, status: str | None = None, departments: Sequence[str] | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """Approval requests, optionally by status and for budgets within ``departments``."""
+        visible = None if departments is None else {b.id for b in self.list(departments)}
         with self.store.read() as conn:
             query = select(approvals, budgets.c.name).join(budgets, budgets.c.id == approvals.c.budget_id)
             if status:
                 query = query.where(approvals.c.status == status)
+            if visible is not None:
+                query = query.where(approvals.c.budget_id.in_(sorted(visible)))
             rows = conn.execute(query.order_by(approvals.c.id)).all()
         return [
             {

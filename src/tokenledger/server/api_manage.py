@@ -74,22 +74,14 @@ class DecisionIn(BaseModel):
 
 
 def _visible(who: Principal, budget: Any) -> None:
-    if who.scoped:
-        departments = set(budget.scope.get("department", []))
-        if not departments or not departments <= set(who.departments):
-            who.check_department(",".join(sorted(departments)) or "(all departments)")
+    if who.scoped and not budget.within_departments(who.departments):
+        who.check_department(",".join(sorted(budget.scope.get("department", []))) or "(all departments)")
 
 
 @router.get("/api/budgets", tags=["budgets"])
 def list_budgets(request: Request, who: Principal = Depends(principal)) -> list[dict[str, Any]]:
     who.require("budgets.read")
-    found = ledger_of(request).budgets.list()
-    if who.scoped:
-        found = [
-            b
-            for b in found
-            if set(b.scope.get("department", [])) and set(b.scope.get("department", [])) <= set(who.departments)
-        ]
+    found = ledger_of(request).budgets.list(who.departments if who.scoped else None)
     return [b.summary() for b in found]
 
 
@@ -155,16 +147,7 @@ def list_approvals(
     who: Principal = Depends(principal),
 ) -> list[dict[str, Any]]:
     who.require("budgets.read")
-    rows = ledger_of(request).budgets.approvals(status)
-    if who.scoped:
-        ledger = ledger_of(request)
-        allowed = {
-            b.name
-            for b in ledger.budgets.list()
-            if set(b.scope.get("department", [])) and set(b.scope.get("department", [])) <= set(who.departments)
-        }
-        rows = [r for r in rows if r["budget"] in allowed]
-    return rows
+    return ledger_of(request).budgets.approvals(status, who.departments if who.scoped else None)
 
 
 @router.post("/api/approvals/{approval_id}/approve", tags=["approvals"])
