@@ -305,3 +305,21 @@ def test_budget_in_euros_and_rolling_window(ledger, clock):
     spent = {s["name"]: s["spent_usd"] for s in ledger.budgets.status()}
     assert spent["week"] == "1.000000000"  # only the event inside the last 7 days
     assert rolling.period == "rolling"
+
+
+def test_department_scoped_views_of_budgets_and_approvals(ledger):
+    """A department-scoped caller sees only budgets within its departments, and their approvals."""
+    ledger.budgets.create(name="org", amount="1000")
+    ledger.budgets.create(name="research", scope={"department": "research"}, amount="100")
+    ledger.budgets.create(name="sales", scope={"department": "sales"}, amount="100")
+    ledger.budgets.create(name="shared", scope={"department": ["research", "sales"]}, amount="100")
+    ledger.budgets.request_overage("research", "10", justification="launch", actor="head")
+    ledger.budgets.request_overage("sales", "10", justification="fair", actor="head")
+
+    assert [b.name for b in ledger.budgets.list(["research"])] == ["research"]
+    assert [b.name for b in ledger.budgets.list(["research", "sales"])] == ["research", "sales", "shared"]
+    assert [b.name for b in ledger.budgets.list([])] == []
+    assert len(ledger.budgets.list()) == 4
+    assert [a["budget"] for a in ledger.budgets.approvals(departments=["research"])] == ["research"]
+    assert [a["budget"] for a in ledger.budgets.approvals("pending", ["sales"])] == ["sales"]
+    assert len(ledger.budgets.approvals()) == 2
