@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from ..access import Principal
-from ..errors import Forbidden
+from ..errors import Forbidden, InvalidInput
 from ..insights.forecast import apply_scenario, budget_runway, forecast_many
 from .api_read import _scoped
 from .app import ledger_of, principal
@@ -27,6 +27,9 @@ def forecast(
     horizon: int = Query(30, ge=1, le=366, description="Days ahead: 30, 60 or 90"),
     traffic_pct: str = Query("0", description="Scenario: traffic change in percent, e.g. 10"),
     optimization_pct: str = Query("0", description="Scenario: savings from optimizations in percent, e.g. 5"),
+    switch_from: str | None = Query(None, max_length=256, description="Scenario: move traffic off this model"),
+    switch_to: str | None = Query(None, max_length=256, description="Scenario: onto this model"),
+    switch_share: str = Query("1", description="Scenario: share of switch_from's traffic moved, 0-1"),
     who: Principal = Depends(principal),
 ) -> dict[str, Any]:
     """Daily spend forecasts (80% and 95% intervals, backtested MAPE and coverage) under a scenario."""
@@ -37,10 +40,22 @@ def forecast(
         where["agent"] = [agent]
     single = bool(department or agent)
     found = forecast_many(ledger_of(request), level="fleet" if single else level, horizon=horizon, where=where)
+    if bool(switch_from) != bool(switch_to):
+        raise InvalidInput("switch_from and switch_to: give both for a model switch scenario")
+    switch = (switch_from, switch_to, switch_share) if switch_from and switch_to else None
     forecasts = []
     for key, result in found.items():
         name = agent or department or key
-        forecasts.append({"key": name, **apply_scenario(result, traffic_pct, optimization_pct).to_dict()})
+        scope = where if single else {**where, level: [key]} if level != "fleet" else where
+        scenario = apply_scenario(
+            result,
+            traffic_pct,
+            optimization_pct,
+            switch,
+            ledger=ledger_of(request),
+            where=scope,  # type: ignore[arg-type]
+        )
+        forecasts.append({"key": name, **scenario.to_dict()})
     return {"level": "fleet" if single else level, "horizon_days": horizon, "forecasts": forecasts}
 
 
