@@ -1,0 +1,406 @@
+"""The gateway response cache: request keys, the SQLite and Redis exact caches, the semantic cache.
+
+Real SQLite files and a real Redis (``TOKENLEDGER_TEST_REDIS_URL``, default redis://127.0.0.1:6379/0).
+Without a reachable Redis the Redis tests skip locally and fail under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tokenledger.errors import InvalidInput
+from tokenledger.gateway.cache import (
+    CachedResponse,
+    RedisExactCache,
+    SQLiteExactCache,
+    build_exact_cache,
+    request_key,
+)
+
+REDIS_URL = os.environ.get("TOKENLEDGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CHAT = "/v1/chat/completions"
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def answer(text: str = "Paris.", *, model: str = "gpt-4o-mini", cost_nanos: int = 1_234_567) -> CachedResponse:
+    message = {"id": "chatcmpl-1", "object": "chat.completion", "choices": [{"message": {"content": text}}]}
+    body = json.dumps(message).encode()
+    return CachedResponse(
+        status=200,
+        headers={"content-type": "application/json"},
+        body=body,
+        provider="openai",
+        model=model,
+        cost_nanos=cost_nanos,
+        usage={"input_tokens": 12, "output_tokens": 3},
+        created_us=1_790_000_000_000_000,
+    )
+
+
+def chat(**overrides) -> dict:
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "You answer in one word."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
+        "temperature": 0,
+    }
+    body.update(overrides)
+    return body
+
+
+# --------------------------------------------------------------------------------------------------
+# request_key
+
+
+def test_key_ignores_key_order_and_delivery_fields():
+    base = request_key(CHAT, chat())
+    reordered = dict(reversed(list(chat().items())))
+    reordered["messages"] = [dict(reversed(list(m.items()))) for m in reordered["messages"]]
+    assert request_key(CHAT, reordered) == base
+    assert request_key(CHAT, chat(stream=True, stream_options={"include_usage": True})) == base
+    assert request_key(CHAT, chat(user="alice", metadata={"run": "7"}, safety_identifier="s")) == base
+    assert request_key(CHAT, chat(n=1, presence_penalty=0, frequency_penalty=0.0, logprobs=False)) == base
+    assert request_key(CHAT, chat(temperature=0.0)) == base
+    assert request_key(CHAT, chat(top_p=None)) == base  # explicit null = not given
+    assert request_key(f"{CHAT}/", chat()) == base
+    assert len(base) == 64 and int(base, 16) >= 0
+
+
+def test_key_changes_with_what_changes_the_answer():
+    base = request_key(CHAT, chat())
+    different = [
+        chat(temperature=0.7),
+        chat(model="gpt-4o"),
+        chat(messages=[{"role": "system", "content": "You answer in two words."}, chat()["messages"][1]]),
+        chat(messages=chat()["messages"][1:]),  # no system prompt at all
+        chat(messages=[chat()["messages"][0], {"role": "user", "content": "What is the capital of France? "}]),
+        chat(tools=[{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]),
+        chat(n=2),
+        chat(n=True),  # not the integer 1
+        chat(max_tokens=5),
+        chat(seed=1),
+        chat(response_format={"type": "json_object"}),
+        chat(presence_penalty=0.5),
+    ]
+    keys = {request_key(CHAT, body) for body in different}
+    assert base not in keys
+    assert len(keys) == len(different)
+    no_temperature = chat()
+    del no_temperature["temperature"]
+    assert request_key(CHAT, no_temperature) != base
+    assert request_key(CHAT, no_temperature) != request_key(CHAT, chat(temperature=1))  # defaults differ by model
+    assert request_key("/v1/responses", chat()) != base
+    assert request_key(CHAT, chat(), namespace="tenant-a") != request_key(CHAT, chat(), namespace="tenant-b")
+    assert request_key(CHAT, chat(), namespace="tenant-a") != base
+    embeddings = "/v1/embeddings"
+    one = {"model": "text-embedding-3-small", "input": "hello"}
+    assert request_key(embeddings, {**one, "encoding_format": "float"}) == request_key(embeddings, one)
+    assert request_key(embeddings, {**one, "encoding_format": "base64"}) != request_key(embeddings, one)
+
+
+def test_key_rejects_bodies_that_are_not_json():
+    with pytest.raises(InvalidInput, match="must be a JSON object"):
+        request_key(CHAT, ["not", "an", "object"])  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="not plain JSON"):
+        request_key(CHAT, chat(temperature=float("nan")))
+    with pytest.raises(InvalidInput, match="not plain JSON"):
+        request_key(CHAT, chat(extra=object()))
+
+
+def test_entry_round_trip_and_corruption_detected():
+    from tokenledger.gateway.cache import CorruptEntry
+
+    response = answer()
+    assert CachedResponse.from_bytes(response.to_bytes()) == response
+    data = response.to_bytes()
+    for damaged in (data[:-1], data[:10], b"", b"XXXX" + data[4:], data[:-2] + b"!}"):
+        with pytest.raises(CorruptEntry):
+            CachedResponse.from_bytes(damaged)
+
+
+# --------------------------------------------------------------------------------------------------
+# SQLite exact cache
+
+
+@pytest.fixture
+def sqlite_cache(tmp_path, clock):
+    cache = SQLiteExactCache(tmp_path / "cache.db", clock=clock)
+    yield cache
+    cache.close_now()
+
+
+async def test_sqlite_get_put_and_miss(sqlite_cache):
+    key = request_key(CHAT, chat())
+    assert await sqlite_cache.get(key) is None
+    await sqlite_cache.put(key, answer(), ttl_s=60)
+    assert await sqlite_cache.get(key) == answer()
+    await sqlite_cache.put(key, answer("Lyon?"), ttl_s=60)  # replaced, counted once
+    assert (await sqlite_cache.get(key)).body == answer("Lyon?").body
+    assert sqlite_cache.stats()["entries"] == 1
+    assert await sqlite_cache.get(request_key(CHAT, chat(temperature=1))) is None
+    with pytest.raises(InvalidInput, match="ttl_s"):
+        await sqlite_cache.put(key, answer(), ttl_s=0)
+
+
+async def test_sqlite_ttl_expiry_with_injected_clock(sqlite_cache, clock):
+    key = request_key(CHAT, chat())
+    await sqlite_cache.put(key, answer(), ttl_s=60)
+    clock.now += timedelta(seconds=59)
+    assert await sqlite_cache.get(key) is not None
+    clock.now += timedelta(seconds=1)
+    assert await sqlite_cache.get(key) is None  # expired at exactly ttl_s
+    sqlite_cache.flush()
+    assert sqlite_cache.stats()["entries"] == 0  # and dropped from the file
+
+
+async def test_sqlite_evicts_least_recently_used_by_entries(tmp_path, clock):
+    cache = SQLiteExactCache(tmp_path / "cache.db", max_bytes=None, max_entries=10, clock=clock)
+    try:
+        for i in range(10):
+            await cache.put(f"k{i}", answer(f"a{i}"), ttl_s=3600)
+            clock.now += timedelta(seconds=2)
+        assert await cache.get("k0") is not None  # k0 is now recently used; k1 is the oldest
+        cache.flush()
+        clock.now += timedelta(seconds=2)
+        await cache.put("k10", answer("a10"), ttl_s=3600)  # 11 > 10: evict down to 9
+        kept = {f"k{i}" for i in range(11) if await cache.get(f"k{i}") is not None}
+        assert kept == {"k0", "k10"} | {f"k{i}" for i in range(3, 10)}  # k1, k2 evicted
+        assert cache.stats()["entries"] == 9
+    finally:
+        cache.close_now()
+
+
+async def test_sqlite_evicts_by_bytes_and_prefers_expired(tmp_path, clock):
+    size = len(answer("x" * 1000).to_bytes(expires_us=1_790_000_000_000_000))  # same digits as stored
+    cache = SQLiteExactCache(tmp_path / "cache.db", max_bytes=size * 20, clock=clock)
+    try:
+        await cache.put("short-lived", answer("x" * 1000), ttl_s=5)
+        for i in range(19):
+            clock.now += timedelta(seconds=1)
+            await cache.put(f"k{i}", answer("x" * 1000), ttl_s=3600)
+        assert cache.stats()["bytes"] == size * 20
+        clock.now += timedelta(seconds=10)  # short-lived expired, still stored
+        await cache.put("k19", answer("x" * 1000), ttl_s=3600)
+        stats = cache.stats()
+        assert stats["bytes"] <= size * 18  # evicted to 90%: the expired one, then the oldest live
+        assert await cache.get("k19") is not None
+        assert await cache.get("k0") is None and await cache.get("k1") is None
+        assert await cache.get("k2") is not None
+        # Too big for the cache at all (over a quarter of max_bytes): not stored, no error.
+        await cache.put("huge", answer("y" * size * 6), ttl_s=60)
+        assert await cache.get("huge") is None
+        with sqlite3.connect(tmp_path / "cache.db") as conn:
+            actual = conn.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM cache_entries").fetchone()
+        assert actual == (cache.stats()["bytes"], cache.stats()["entries"])
+    finally:
+        cache.close_now()
+
+
+async def test_sqlite_corrupt_entry_is_a_logged_miss(sqlite_cache, tmp_path, caplog):
+    key = request_key(CHAT, chat())
+    await sqlite_cache.put(key, answer(), ttl_s=60)
+    with sqlite3.connect(tmp_path / "cache.db") as conn:
+        conn.execute("UPDATE cache_entries SET value = substr(value, 1, length(value) - 5) WHERE key = ?", (key,))
+    with caplog.at_level(logging.WARNING, logger="tokenledger.gateway.cache"):
+        assert await sqlite_cache.get(key) is None
+    assert "corrupt entry" in caplog.text
+    sqlite_cache.flush()
+    assert sqlite_cache.stats()["entries"] == 0
+    await sqlite_cache.put(key, answer(), ttl_s=60)
+    assert await sqlite_cache.get(key) == answer()
+
+
+async def test_sqlite_unreadable_file_is_a_miss_not_an_error(tmp_path, caplog):
+    cache = SQLiteExactCache(tmp_path / "cache.db")
+    await cache.put("k", answer(), ttl_s=60)
+    with sqlite3.connect(tmp_path / "cache.db") as conn:
+        conn.execute("DROP TABLE cache_entries")
+    with caplog.at_level(logging.WARNING, logger="tokenledger.gateway.cache"):
+        assert await cache.get("k") is None
+        await cache.put("k", answer(), ttl_s=60)  # logged and dropped
+    assert "read failed" in caplog.text and "write failed" in caplog.text
+    await cache.close()
+    (tmp_path / "junk.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(InvalidInput, match="not a usable cache file"):
+        SQLiteExactCache(tmp_path / "junk.db")
+
+
+_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from tokenledger.gateway.cache import CachedResponse, SQLiteExactCache
+
+    async def main(path, tag, count):
+        cache = SQLiteExactCache(path, max_bytes=None, max_entries=150)
+        seen = await cache.get("from-parent")
+        print("saw-parent" if seen is not None and seen.body == b"parent" else "no-parent", flush=True)
+        for i in range(count):
+            body = f"{tag}-{i}".encode()
+            await cache.put(f"{tag}-{i}", CachedResponse(200, {}, body, "openai", "m", i, {}, 0), ttl_s=600)
+            got = await cache.get(f"{tag}-{i}")
+            assert got is not None and got.body == body, (i, got)
+        await cache.close()
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    """
+)
+
+
+async def test_two_processes_share_one_sqlite_file(tmp_path):
+    path = tmp_path / "shared.db"
+    parent = SQLiteExactCache(path, max_bytes=None, max_entries=150)
+    try:
+        await parent.put("from-parent", CachedResponse(200, {}, b"parent", "openai", "m", 1, {}, 0), ttl_s=600)
+        children = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _CHILD, str(path), tag, "200", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            for tag in ("alpha", "beta")
+        ]
+        for child in children:  # each saw the parent's entry before the bound could evict it
+            assert (await child.stdout.readline()).decode().strip() == "saw-parent"
+        for i in range(200):  # the parent writes too, at the same time
+            await parent.put(f"gamma-{i}", CachedResponse(200, {}, b"g", "openai", "m", i, {}, 0), ttl_s=600)
+        for child in children:
+            _, err = await child.communicate()
+            assert child.returncode == 0, err.decode()
+        got = await parent.get("beta-199")  # written by another process, read here
+        assert got is not None and got.body == b"beta-199" and got.cost_nanos == 199
+        parent.flush()
+        with sqlite3.connect(path) as conn:
+            actual = conn.execute("SELECT SUM(size), COUNT(*) FROM cache_entries").fetchone()
+        stats = parent.stats()
+        assert (stats["bytes"], stats["entries"]) == actual  # totals exact across processes
+        assert 0 < stats["entries"] <= 150  # 601 puts, bound held
+    finally:
+        parent.close_now()
+
+
+# --------------------------------------------------------------------------------------------------
+# Redis exact cache
+
+
+def _redis_or_skip() -> None:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_timeout=1.0)
+        client.ping()
+        client.close()
+    except (redis.RedisError, OSError) as exc:
+        message = f"Redis at {REDIS_URL} is not reachable ({exc}); set TOKENLEDGER_TEST_REDIS_URL"
+        if IN_CI:
+            pytest.fail(f"CI=true but {message}: Redis tests are required in CI")
+        pytest.skip(f"Redis tests skipped: {message}")
+
+
+@pytest.fixture
+async def redis_prefix():
+    """A unique key prefix per test; every key under it is deleted afterwards."""
+    _redis_or_skip()
+    import redis.asyncio as redis_asyncio
+
+    prefix = f"tokenledger-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def test_redis_get_put_ttl(redis_prefix, clock):
+    cache = RedisExactCache(REDIS_URL, prefix=redis_prefix, clock=clock)
+    try:
+        key = request_key(CHAT, chat())
+        assert await cache.get(key) is None
+        await cache.put(key, answer(), ttl_s=60)
+        assert await cache.get(key) == answer()
+        ttl = await cache.redis.ttl(f"{redis_prefix}e:{key}")
+        assert 55 <= ttl <= 60  # EX set on the key
+        clock.now += timedelta(seconds=60)
+        assert await cache.get(key) is None  # our clock says expired: never served
+        await cache.put("short", answer(), ttl_s=1)
+        await asyncio.sleep(1.3)
+        assert await cache.redis.exists(f"{redis_prefix}e:short") == 0  # and Redis expired it itself
+    finally:
+        await cache.close()
+
+
+async def test_redis_corrupt_entry_is_a_logged_miss(redis_prefix, caplog):
+    cache = RedisExactCache(REDIS_URL, prefix=redis_prefix)
+    try:
+        await cache.put("k", answer(), ttl_s=60)
+        await cache.redis.set(f"{redis_prefix}e:k", answer().to_bytes()[:-3], ex=60)
+        with caplog.at_level(logging.WARNING, logger="tokenledger.gateway.cache"):
+            assert await cache.get("k") is None
+        assert "corrupt entry" in caplog.text
+        assert await cache.redis.exists(f"{redis_prefix}e:k") == 0
+    finally:
+        await cache.close()
+
+
+async def test_redis_byte_bound_evicts_least_recently_used(redis_prefix, clock):
+    size = len(answer("x" * 500).to_bytes(expires_us=1_790_000_000_000_000))  # same digits as stored
+    cache = RedisExactCache(REDIS_URL, prefix=redis_prefix, max_bytes=size * 10, clock=clock)
+    try:
+        for i in range(10):
+            await cache.put(f"k{i}", answer("x" * 500), ttl_s=600)
+            clock.now += timedelta(seconds=1)
+        assert (await cache.stats())["bytes"] == size * 10
+        assert await cache.get("k0") is not None  # refreshed: k1 is now the oldest
+        clock.now += timedelta(seconds=1)
+        await cache.put("k10", answer("x" * 500), ttl_s=600)
+        stats = await cache.stats()
+        assert stats["bytes"] == size * 9 and stats["entries"] == 9
+        assert await cache.get("k1") is None and await cache.get("k2") is None
+        assert await cache.get("k0") is not None and await cache.get("k10") is not None
+    finally:
+        await cache.close()
+
+
+async def test_redis_unreachable_is_a_miss(caplog):
+    cache = RedisExactCache("redis://127.0.0.1:1/0")
+    try:
+        with caplog.at_level(logging.WARNING, logger="tokenledger.gateway.cache"):
+            assert await cache.get("k") is None
+            await cache.put("k", answer(), ttl_s=60)
+        assert "read failed" in caplog.text and "write failed" in caplog.text
+    finally:
+        await cache.close()
+
+
+async def test_build_exact_cache(tmp_path, redis_prefix):
+    default = build_exact_cache(None, path=tmp_path / "a.db", max_bytes=10_000)
+    assert isinstance(default, SQLiteExactCache) and default.path == tmp_path / "a.db"
+    named = build_exact_cache(f"sqlite:///{tmp_path / 'b.db'}", path=tmp_path / "a.db", max_bytes=10_000)
+    assert isinstance(named, SQLiteExactCache) and named.path == tmp_path / "b.db" and named.max_bytes == 10_000
+    remote = build_exact_cache(REDIS_URL, path=tmp_path / "a.db", max_bytes=10_000, prefix=redis_prefix)
+    assert isinstance(remote, RedisExactCache) and remote.max_bytes == 10_000
+    for cache in (default, named, remote):
+        await cache.put("k", answer(), ttl_s=5)
+        assert await cache.get("k") == answer()
+        await cache.close()
+    with pytest.raises(InvalidInput, match="cache URL"):
+        build_exact_cache("memcached://x", path=Path("x.db"), max_bytes=1)
