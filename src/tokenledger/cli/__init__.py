@@ -20,6 +20,7 @@ from . import (
     recommend,
     serve,
     setup,
+    simulator,
 )
 
 __all__ = ["app", "main"]
@@ -61,6 +62,7 @@ for module in (
     anomalies,
     serve,
     demo,
+    simulator,
 ):
     module.register(app)
 
