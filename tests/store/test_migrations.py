@@ -8,6 +8,7 @@ from alembic.runtime.migration import MigrationContext
 import tokenledger.access  # noqa: F401  (registers every table on the shared metadata)
 import tokenledger.alerts.tables  # noqa: F401
 import tokenledger.budgets.tables  # noqa: F401
+import tokenledger.gateway.tables  # noqa: F401
 import tokenledger.insights.anomaly_tables  # noqa: F401
 import tokenledger.insights.recommendation_tables  # noqa: F401
 from tokenledger.store.schema import metadata

@@ -13,6 +13,7 @@ from . import (
     costs,
     demo,
     forecast,
+    gateway,
     imports,
     ingest,
     insights,
@@ -61,6 +62,7 @@ for module in (
     recommend,
     anomalies,
     serve,
+    gateway,
     demo,
     simulator,
 ):

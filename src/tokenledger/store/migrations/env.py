@@ -5,6 +5,7 @@ from alembic import context
 import tokenledger.access  # noqa: F401  (registers the api_keys table on metadata)
 import tokenledger.alerts.tables  # noqa: F401  (registers the alert tables on metadata)
 import tokenledger.budgets.tables  # noqa: F401  (registers the budget tables on metadata)
+import tokenledger.gateway.tables  # noqa: F401  (registers the gateway tables on metadata)
 import tokenledger.insights.anomaly_tables  # noqa: F401  (registers the anomaly tables on metadata)
 import tokenledger.insights.recommendation_tables  # noqa: F401  (registers the recommendation tables)
 from tokenledger.store.schema import metadata
