@@ -64,6 +64,8 @@ ACTIONS: dict[str, set[str]] = {
     "keys.manage": {"admin"},
     "metrics.read": _READERS,
     "stream.read": _READERS,
+    "gateway.read": _READERS,
+    "gateway.write": _MANAGERS,
 }
 
 _Id = BigInteger().with_variant(Integer(), "sqlite")

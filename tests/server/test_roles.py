@@ -83,6 +83,9 @@ MATRIX = [
     ("DELETE", "/api/alerts/rules/spare-rule", None, M),
     ("DELETE", "/api/pricing/overrides/{override}", None, M),
     ("DELETE", "/api/keys/{key_id}", None, {"admin"}),
+    ("GET", "/api/gateway/policies", None, R),
+    ("POST", "/api/gateway/policies", {"kind": "max_output_tokens", "params": {"max_output_tokens": 800}}, M),
+    ("DELETE", "/api/gateway/policies/{policy}", None, M),
 ]
 ROLES = ["admin", "finops", "department_head", "viewer", "ingest"]
 
@@ -126,6 +129,11 @@ async def test_every_route_for_every_role(api, keys, server_ledger, role):
                 headers=admin,
             )
             path = path.replace("{override}", str(made.json()["id"]))
+        if "{policy}" in path:
+            made = await api.post(
+                "/api/gateway/policies", json={"kind": "cache", "params": {"mode": "exact"}}, headers=admin
+            )
+            path = path.replace("{policy}", str(made.json()["id"]))
         if "{key_id}" in path:
             made = await api.post("/api/keys", json={"role": "ingest"}, headers=admin)
             path = path.replace("{key_id}", made.json()["key_id"])

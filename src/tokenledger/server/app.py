@@ -161,6 +161,7 @@ def create_app(
         api_anomalies,
         api_charts,
         api_forecast,
+        api_gateway,
         api_ingest,
         api_insights,
         api_manage,
@@ -178,6 +179,7 @@ def create_app(
         api_insights,
         api_recommend,
         api_anomalies,
+        api_gateway,
         stream,
     ):
         app.include_router(module.router)
