@@ -255,6 +255,7 @@ _CHILD = textwrap.dedent(
         cache = SQLiteExactCache(path, max_bytes=None, max_entries=150)
         seen = await cache.get("from-parent")
         print("saw-parent" if seen is not None and seen.body == b"parent" else "no-parent", flush=True)
+        sys.stdin.readline()  # wait until every process is ready, then all write at once
         for i in range(count):
             body = f"{tag}-{i}".encode()
             await cache.put(f"{tag}-{i}", CachedResponse(200, {}, body, "openai", "m", i, {}, 0), ttl_s=600)
@@ -270,16 +271,28 @@ _CHILD = textwrap.dedent(
 async def test_two_processes_share_one_sqlite_file(tmp_path):
     path = tmp_path / "shared.db"
     parent = SQLiteExactCache(path, max_bytes=None, max_entries=150)
+    children: list[asyncio.subprocess.Process] = []
     try:
         await parent.put("from-parent", CachedResponse(200, {}, b"parent", "openai", "m", 1, {}, 0), ttl_s=600)
-        children = [
+        children += [
             await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _CHILD, str(path), tag, "200", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                sys.executable,
+                "-c",
+                _CHILD,
+                str(path),
+                tag,
+                "200",
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
             for tag in ("alpha", "beta")
         ]
-        for child in children:  # each saw the parent's entry before the bound could evict it
+        for child in children:  # each saw the parent's entry (written by another process)
             assert (await child.stdout.readline()).decode().strip() == "saw-parent"
+        for child in children:
+            child.stdin.write(b"go\n")
+            await child.stdin.drain()
         for i in range(200):  # the parent writes too, at the same time
             await parent.put(f"gamma-{i}", CachedResponse(200, {}, b"g", "openai", "m", i, {}, 0), ttl_s=600)
         for child in children:
@@ -294,6 +307,10 @@ async def test_two_processes_share_one_sqlite_file(tmp_path):
         assert (stats["bytes"], stats["entries"]) == actual  # totals exact across processes
         assert 0 < stats["entries"] <= 150  # 601 puts, bound held
     finally:
+        for child in children:
+            if child.returncode is None:
+                child.kill()
+                await child.communicate()
         parent.close_now()
 
 
@@ -404,3 +421,231 @@ async def test_build_exact_cache(tmp_path, redis_prefix):
         await cache.close()
     with pytest.raises(InvalidInput, match="cache URL"):
         build_exact_cache("memcached://x", path=Path("x.db"), max_bytes=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# cache_text
+
+
+def test_cache_text_is_the_last_user_turn_with_a_scope():
+    from tokenledger.gateway.cache import cache_text
+    from tokenledger.gateway.semantic import split_cache_text
+
+    text = cache_text(CHAT, chat())
+    scope, question = split_cache_text(text)
+    assert question == "What is the capital of France?" and len(scope) == 32
+    # Same scope when only the question or ignored fields change; different when anything else does.
+    other_question = chat(messages=[chat()["messages"][0], {"role": "user", "content": "And of Spain?"}])
+    assert split_cache_text(cache_text(CHAT, other_question))[0] == scope
+    assert split_cache_text(cache_text(CHAT, chat(stream=True, user="bob")))[0] == scope
+    assert split_cache_text(cache_text(CHAT, chat(model="gpt-4o")))[0] == scope  # the model partitions separately
+    changed = [
+        chat(messages=[{"role": "system", "content": "Be verbose."}, chat()["messages"][1]]),
+        chat(
+            messages=[
+                *chat()["messages"][:1],
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello"},
+                chat()["messages"][1],
+            ]
+        ),
+        chat(tools=[{"type": "function", "function": {"name": "lookup"}}]),
+        chat(max_tokens=5),
+        chat(response_format={"type": "json_object"}),
+    ]
+    scopes = {split_cache_text(cache_text(CHAT, body))[0] for body in changed}
+    assert scope not in scopes and len(scopes) == len(changed)
+    # Content blocks of text read like a string.
+    blocks = chat(
+        messages=[
+            chat()["messages"][0],
+            {"role": "user", "content": [{"type": "text", "text": "What is the capital of France?"}]},
+        ]
+    )
+    assert cache_text(CHAT, blocks) == text
+
+
+def test_cache_text_refuses_what_must_not_be_answered_by_similarity():
+    from tokenledger.gateway.cache import cache_text
+
+    system, user = chat()["messages"]
+    refused = [
+        chat(temperature=0.7),
+        {k: v for k, v in chat().items() if k != "temperature"},  # absent = provider default 1.0
+        chat(n=2),
+        chat(messages=[system, user, {"role": "assistant", "content": "Paris"}]),  # last turn not the user's
+        chat(messages=[system, user, {"role": "assistant", "tool_calls": []}, {"role": "tool", "content": "{}"}]),
+        chat(messages=[system, {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
+        chat(messages=[system, {"role": "user", "content": "   "}]),
+        chat(messages=[]),
+    ]
+    for body in refused:
+        assert cache_text(CHAT, body) is None, body
+    assert cache_text(CHAT, chat(temperature=0.7), max_temperature=None) is not None  # operator's choice
+    assert cache_text(CHAT, chat(temperature=0.2), max_temperature=0.5) is not None
+    assert cache_text("/v1/models", {}) is None
+    assert cache_text("/v1/completions", {"prompt": "x", "temperature": 0}) is None
+    # Anthropic messages: system is scope; a tool_result last turn is refused.
+    anthropic = {
+        "model": "claude-sonnet-4",
+        "max_tokens": 100,
+        "temperature": 0,
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": "Capital of France?"}],
+    }
+    assert cache_text("/v1/messages", anthropic).endswith("\nCapital of France?")
+    assert cache_text("/v1/messages", {**anthropic, "system": "Be long."}) != cache_text("/v1/messages", anthropic)
+    tool_result = {
+        **anthropic,
+        "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "1"}]}],
+    }
+    assert cache_text("/v1/messages", tool_result) is None
+    # Responses: string input, or a list whose last item is a user message; instructions are scope.
+    responses = {"model": "gpt-4o", "temperature": 0, "instructions": "Be brief.", "input": "Capital of France?"}
+    assert cache_text("/v1/responses", responses).endswith("\nCapital of France?")
+    listed = {
+        **responses,
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "Capital of France?"}]}],
+    }
+    assert cache_text("/v1/responses", listed).endswith("\nCapital of France?")
+    assert (
+        cache_text("/v1/responses", {**responses, "input": [{"type": "function_call_output", "output": "1"}]}) is None
+    )
+    # Embeddings: no temperature rule; text inputs only.
+    assert cache_text("/v1/embeddings", {"model": "e", "input": "hello world"}).endswith("\nhello world")
+    assert cache_text("/v1/embeddings", {"model": "e", "input": ["a", "b"]}).endswith("\na\nb")
+    assert cache_text("/v1/embeddings", {"model": "e", "input": [[1, 2, 3]]}) is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Semantic cache
+
+
+def test_hashing_embedder_is_deterministic_and_normalized():
+    from tokenledger.gateway.cache import Embedder, HashingEmbedder
+
+    embedder = HashingEmbedder(dim=256)
+    assert isinstance(embedder, Embedder)
+    first, second = embedder.embed(["Write a haiku about autumn leaves", "Write a haiku about autumn leaves"])
+    assert first == second and len(first) == 256
+    assert abs(sum(x * x for x in first) - 1.0) < 1e-5
+    # Same result in a fresh process (no salted hash()).
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from tokenledger.gateway.cache import HashingEmbedder as H; "
+            "print(repr(H(dim=256).embed(['Write a haiku about autumn leaves'])[0][:5]))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == repr(first[:5])
+    assert embedder.embed([""])[0] == [0.0] * 256
+
+
+@pytest.fixture
+def semantic(tmp_path, clock):
+    from tokenledger.gateway.cache import HashingEmbedder, SemanticCache
+
+    caches = []
+
+    def make(**options):
+        options.setdefault("clock", clock)
+        cache = SemanticCache(HashingEmbedder(), tmp_path / "semantic.db", **options)
+        caches.append(cache)
+        return cache
+
+    yield make
+    for cache in caches:
+        cache.store.close_now()
+
+
+def ask(question: str, **overrides) -> str:
+    from tokenledger.gateway.cache import cache_text
+
+    body = chat(messages=[{"role": "system", "content": "You are a poet."}, {"role": "user", "content": question}])
+    body.update(overrides)
+    return cache_text(CHAT, body)
+
+
+async def test_semantic_near_duplicate_hits_and_unrelated_misses(semantic):
+    cache = semantic(threshold=0.85)
+    await cache.put("tenant-a", "gpt-4o-mini", ask("Write a haiku about autumn leaves"), answer("Red leaves fall"))
+    hit = await cache.lookup("tenant-a", "gpt-4o-mini", ask("Write a haiku about the autumn leaves"))
+    assert hit is not None
+    response, similarity = hit
+    assert response == answer("Red leaves fall") and 0.85 <= similarity < 1.0
+    exact = await cache.lookup("tenant-a", "gpt-4o-mini", ask("write a haiku about AUTUMN leaves!"))
+    assert exact is not None and exact[1] == pytest.approx(1.0, abs=1e-5)  # case and punctuation only
+    assert await cache.lookup("tenant-a", "gpt-4o-mini", ask("How do I bake sourdough bread at home?")) is None
+    assert await cache.lookup("tenant-a", "gpt-4o-mini", ask("Write a limerick about a cat in Peru")) is None
+
+
+async def test_semantic_never_crosses_model_namespace_or_scope(semantic):
+    cache = semantic(threshold=0.85)
+    text = ask("Write a haiku about autumn leaves")
+    await cache.put("tenant-a", "gpt-4o-mini", text, answer("Red leaves fall"))
+    assert await cache.lookup("tenant-a", "gpt-4o-mini", text) is not None
+    assert await cache.lookup("tenant-b", "gpt-4o-mini", text) is None
+    assert await cache.lookup("tenant-a", "gpt-4o", text) is None
+    assert await cache.lookup("tenant-a", "gpt-4o-mini", ask("Write a haiku about autumn leaves", max_tokens=9)) is None
+    other_system = cache_text_with_system("You are a lawyer.", "Write a haiku about autumn leaves")
+    assert await cache.lookup("tenant-a", "gpt-4o-mini", other_system) is None
+
+
+def cache_text_with_system(system: str, question: str) -> str:
+    from tokenledger.gateway.cache import cache_text
+
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+    return cache_text(CHAT, chat(messages=messages))
+
+
+async def test_semantic_threshold_respected(semantic):
+    cache = semantic()  # default threshold 0.95
+    await cache.put("t", "m", ask("Write a haiku about autumn leaves"), answer())
+    paraphrase = ask("Write a haiku about the autumn leaves")
+    assert await cache.lookup("t", "m", paraphrase) is None  # ~0.9 < 0.95
+    loose = await cache.lookup("t", "m", paraphrase, threshold=0.85)
+    assert loose is not None
+    assert await cache.lookup("t", "m", paraphrase, threshold=loose[1] + 1e-4) is None
+    assert await cache.lookup("t", "m", paraphrase, threshold=loose[1] - 1e-4) is not None
+    with pytest.raises(InvalidInput, match="threshold"):
+        semantic(threshold=1.5)
+
+
+async def test_semantic_ttl_and_max_entries(semantic, clock):
+    cache = semantic(ttl_s=60, max_entries=10)
+    await cache.put("t", "m", ask("question number zero"), answer("0"))
+    clock.now += timedelta(seconds=59)
+    assert await cache.lookup("t", "m", ask("question number zero")) is not None
+    clock.now += timedelta(seconds=1)
+    assert await cache.lookup("t", "m", ask("question number zero")) is None  # expired: never served
+    await cache.put("t", "m", ask("question number zero"), answer("0"), ttl_s=3600)
+    for i in range(1, 12):
+        clock.now += timedelta(seconds=2)
+        await cache.put("t", "m", ask(f"entry {i} about topic {i * 7919}"), answer(str(i)))
+    with sqlite3.connect(cache.store.path) as conn:
+        (count,) = conn.execute("SELECT COUNT(*) FROM semantic_entries").fetchone()
+    assert count <= 10 and cache.entries() == count
+    assert await cache.lookup("t", "m", ask("entry 11 about topic 87109")) is not None  # newest kept
+    assert await cache.lookup("t", "m", ask("entry 1 about topic 7919")) is None  # oldest evicted
+
+
+async def test_semantic_corrupt_entry_and_shared_file(semantic, caplog):
+    writer, reader = semantic(threshold=0.9), semantic(threshold=0.9)  # two caches on one file
+    text = ask("Write a haiku about autumn leaves")
+    await writer.put("t", "m", text, answer("Red leaves fall"))
+    hit = await reader.lookup("t", "m", text)  # written elsewhere, found here
+    assert hit is not None and hit[0] == answer("Red leaves fall")
+    with sqlite3.connect(writer.store.path) as conn:
+        conn.execute("UPDATE semantic_entries SET value = X'00010203'")
+    with caplog.at_level(logging.WARNING, logger="tokenledger.gateway.cache"):
+        assert await reader.lookup("t", "m", text) is None
+    assert "corrupt entry" in caplog.text
+    reader.store.flush()
+    with sqlite3.connect(writer.store.path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM semantic_entries").fetchone() == (0,)
+    assert await writer.lookup("t", "m", text) is None  # deleted by the other: a miss, not an error
+    assert await writer.lookup("t", "m", None) is None
