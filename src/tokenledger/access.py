@@ -64,6 +64,8 @@ ACTIONS: dict[str, set[str]] = {
     "keys.manage": {"admin"},
     "metrics.read": _READERS,
     "stream.read": _READERS,
+    "reports.read": _READERS,
+    "reports.schedule": _MANAGERS,
     "gateway.read": _READERS,
     "gateway.write": _MANAGERS,
 }

@@ -86,11 +86,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        workers = []
+        workers: list[Any] = []
         if start_workers:  # the server delivers alerts from the outbox while it runs
             from ..alerts.outbox import OutboxWorker
 
             workers.append(OutboxWorker(ledger.store, ledger.alerts.http, ledger.clock))
+            from ..reports.schedules import ReportScheduleWorker
+
+            workers.append(ReportScheduleWorker(ledger))  # scheduled reports, written and sent when due
             for worker in workers:
                 worker.start()
         try:
@@ -167,6 +170,7 @@ def create_app(
         api_manage,
         api_read,
         api_recommend,
+        api_reports,
         stream,
     )
 
@@ -180,6 +184,7 @@ def create_app(
         api_recommend,
         api_anomalies,
         api_gateway,
+        api_reports,
         stream,
     ):
         app.include_router(module.router)

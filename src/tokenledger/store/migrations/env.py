@@ -8,6 +8,7 @@ import tokenledger.budgets.tables  # noqa: F401  (registers the budget tables on
 import tokenledger.gateway.tables  # noqa: F401  (registers the gateway tables on metadata)
 import tokenledger.insights.anomaly_tables  # noqa: F401  (registers the anomaly tables on metadata)
 import tokenledger.insights.recommendation_tables  # noqa: F401  (registers the recommendation tables)
+import tokenledger.reports.tables  # noqa: F401  (registers the scheduled report tables)
 from tokenledger.store.schema import metadata
 
 connection = context.config.attributes.get("connection")
