@@ -649,3 +649,57 @@ async def test_semantic_corrupt_entry_and_shared_file(semantic, caplog):
         assert conn.execute("SELECT COUNT(*) FROM semantic_entries").fetchone() == (0,)
     assert await writer.lookup("t", "m", text) is None  # deleted by the other: a miss, not an error
     assert await writer.lookup("t", "m", None) is None
+
+
+async def test_semantic_cache_shares_an_exact_cache_backend(tmp_path, clock):
+    """The gateway hands the semantic cache its exact cache: same file (own table), same lifetime rules."""
+    from tokenledger.gateway.cache import HashingEmbedder, SemanticCache
+
+    exact = SQLiteExactCache(tmp_path / "gateway-cache.db", clock=clock)
+    cache = SemanticCache(HashingEmbedder(), exact, threshold=0.9, clock=clock)
+    try:
+        await cache.put("t", "m", ask("Write a haiku about autumn leaves"), answer("Red leaves fall"))
+        assert (await cache.lookup("t", "m", ask("write a haiku about autumn leaves"))) is not None
+        await cache.close()
+        await exact.put("k", answer(), ttl_s=60)  # closing the semantic cache left the exact one open
+        assert await exact.get("k") == answer()
+    finally:
+        exact.close_now()
+
+
+async def test_semantic_on_redis(redis_prefix, clock, caplog):
+    from tokenledger.gateway.cache import HashingEmbedder, RedisSemanticStore, SemanticCache
+
+    exact = RedisExactCache(REDIS_URL, prefix=redis_prefix, clock=clock)
+    first = SemanticCache(HashingEmbedder(), exact, threshold=0.85, ttl_s=60, max_entries=5, clock=clock)
+    second = SemanticCache(
+        HashingEmbedder(), RedisSemanticStore(REDIS_URL, prefix=f"{redis_prefix}sem:"), threshold=0.85, clock=clock
+    )
+    try:
+        text = ask("Write a haiku about autumn leaves")
+        await first.put("tenant-a", "gpt-4o-mini", text, answer("Red leaves fall"))
+        hit = await second.lookup("tenant-a", "gpt-4o-mini", ask("Write a haiku about the autumn leaves"))
+        assert hit is not None and hit[0] == answer("Red leaves fall")  # written by one, found by the other
+        assert await second.lookup("tenant-b", "gpt-4o-mini", text) is None
+        assert await second.lookup("tenant-a", "gpt-4o", text) is None
+        assert await second.lookup("tenant-a", "gpt-4o-mini", ask("How do I bake sourdough bread?")) is None
+        ttl = await exact.redis.ttl(f"{redis_prefix}sem:e:1")
+        assert 55 <= ttl <= 60
+        clock.now += timedelta(seconds=60)
+        assert await second.lookup("tenant-a", "gpt-4o-mini", text) is None  # expired: never served
+        for i in range(7):  # the expired one is forgotten, then the bound of 5 holds
+            clock.now += timedelta(seconds=1)
+            await first.put("tenant-a", "gpt-4o-mini", ask(f"entry {i} about topic {i * 7919}"), answer(str(i)))
+        assert await exact.redis.zcard(f"{redis_prefix}sem:ids") <= 5
+        assert await second.lookup("tenant-a", "gpt-4o-mini", ask("entry 6 about topic 47514")) is not None
+        assert await second.lookup("tenant-a", "gpt-4o-mini", ask("entry 0 about topic 0")) is None
+        newest = max(int(i) for i in await exact.redis.zrange(f"{redis_prefix}sem:ids", 0, -1))
+        await exact.redis.hset(f"{redis_prefix}sem:e:{newest}", "d", b"garbage")
+        with caplog.at_level(logging.WARNING, logger="tokenledger.gateway.cache"):
+            assert await second.lookup("tenant-a", "gpt-4o-mini", ask("entry 6 about topic 47514")) is None
+        assert "corrupt entry" in caplog.text
+        assert await exact.redis.exists(f"{redis_prefix}sem:e:{newest}") == 0
+    finally:
+        await first.close()
+        await second.close()
+        await exact.close()

@@ -65,7 +65,15 @@ from ..errors import InvalidInput
 from ..timeutil import to_us
 
 if TYPE_CHECKING:
-    from .semantic import Embedder, HashingEmbedder, SemanticCache, SQLiteSemanticStore, cache_text
+    from .semantic import (
+        Embedder,
+        HashingEmbedder,
+        RedisSemanticStore,
+        SemanticCache,
+        SemanticStore,
+        SQLiteSemanticStore,
+        cache_text,
+    )
 
 __all__ = [
     "CachedResponse",
@@ -79,7 +87,9 @@ __all__ = [
     "Embedder",
     "HashingEmbedder",
     "SemanticCache",
+    "SemanticStore",
     "SQLiteSemanticStore",
+    "RedisSemanticStore",
     "IGNORED_FIELDS",
     "DEFAULT_VALUES",
 ]
@@ -713,7 +723,15 @@ def build_exact_cache(
     )
 
 
-_SEMANTIC_NAMES = ("cache_text", "Embedder", "HashingEmbedder", "SemanticCache", "SQLiteSemanticStore")
+_SEMANTIC_NAMES = (
+    "cache_text",
+    "Embedder",
+    "HashingEmbedder",
+    "SemanticCache",
+    "SemanticStore",
+    "SQLiteSemanticStore",
+    "RedisSemanticStore",
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -62,6 +62,8 @@ from .cache import (
     CachedResponse,
     Clock,
     CorruptEntry,
+    RedisExactCache,
+    SQLiteExactCache,
     _canonical_endpoint,
     _canonical_params,
     _check_ttl,
@@ -72,7 +74,16 @@ from .cache import (
     canonical_json,
 )
 
-__all__ = ["cache_text", "Embedder", "HashingEmbedder", "SemanticCache", "SQLiteSemanticStore", "split_cache_text"]
+__all__ = [
+    "cache_text",
+    "split_cache_text",
+    "Embedder",
+    "HashingEmbedder",
+    "SemanticCache",
+    "SemanticStore",
+    "SQLiteSemanticStore",
+    "RedisSemanticStore",
+]
 
 log = logging.getLogger("tokenledger.gateway.cache")
 
@@ -242,6 +253,33 @@ def _embed_one(embedder: Embedder, text: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # Storage
 
+
+class SemanticStore(Protocol):
+    """Where a :class:`SemanticCache` keeps its entries; ids only ever grow (new rows: ``id > last``)."""
+
+    def describe(self) -> str: ...
+
+    async def added_since(self, last_id: int) -> list[tuple[int, str, bytes, int]]:
+        """(id, partition, float32 vector bytes, expires_us) of entries added after ``last_id``."""
+        ...
+
+    async def value(self, entry_id: int) -> tuple[bytes, int, int] | None:
+        """(encoded response, expires_us, accessed_us), or None when gone."""
+        ...
+
+    async def live_ids(self) -> set[int]: ...
+
+    async def add(
+        self, partition: str, vector: bytes, value: bytes, expires_us: int, now: int, max_entries: int
+    ) -> tuple[int, list[int]]: ...
+
+    async def touch(self, entry_id: int, now: int) -> None: ...
+
+    async def drop(self, entry_id: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 _SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS semantic_entries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -290,21 +328,27 @@ class SQLiteSemanticStore:
             self._writer_conn = self._connect(self.busy_timeout_s)
         return self._writer_conn
 
-    # reads (caller's thread)
+    def describe(self) -> str:
+        return str(self.path)
 
-    def added_since(self, last_id: int) -> list[tuple[int, str, bytes, int]]:
+    # reads (caller's thread: indexed lookups of tens of microseconds)
+
+    async def added_since(self, last_id: int) -> list[tuple[int, str, bytes, int]]:
         with self._read_lock:
             return self._reader.execute(
                 "SELECT id, partition, vector, expires_us FROM semantic_entries WHERE id > ? ORDER BY id", (last_id,)
             ).fetchall()
 
-    def value(self, entry_id: int) -> tuple[bytes, int, int] | None:
+    async def value(self, entry_id: int) -> tuple[bytes, int, int] | None:
         with self._read_lock:
             return self._reader.execute(
                 "SELECT value, expires_us, accessed_us FROM semantic_entries WHERE id = ?", (entry_id,)
             ).fetchone()
 
-    def live_ids(self) -> set[int]:
+    async def live_ids(self) -> set[int]:
+        return await asyncio.get_running_loop().run_in_executor(None, self._live_ids_sync)
+
+    def _live_ids_sync(self) -> set[int]:
         with self._read_lock:
             return {row[0] for row in self._reader.execute("SELECT id FROM semantic_entries")}
 
@@ -355,10 +399,10 @@ class SQLiteSemanticStore:
             conn.execute("ROLLBACK")
             raise
 
-    def touch(self, entry_id: int, now: int) -> None:
+    async def touch(self, entry_id: int, now: int) -> None:
         self._background("UPDATE semantic_entries SET accessed_us = ? WHERE id = ?", (now, entry_id))
 
-    def drop(self, entry_id: int) -> None:
+    async def drop(self, entry_id: int) -> None:
         self._background("DELETE FROM semantic_entries WHERE id = ?", (entry_id,))
 
     def _background(self, sql: str, args: tuple[Any, ...]) -> None:
@@ -375,6 +419,9 @@ class SQLiteSemanticStore:
         if not self._closed:
             self._writer.submit(lambda: None).result()
 
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close_now)
+
     def close_now(self) -> None:
         if self._closed:
             return
@@ -388,6 +435,145 @@ class SQLiteSemanticStore:
         self._writer.shutdown(wait=True)
         with self._read_lock:
             self._reader.close()
+
+
+# Add one entry, forget expired ones (their hashes Redis already dropped, bounded batch), and evict
+# the least recently used down to the low-water mark. Returns {id, evicted ids}.
+_REDIS_ADD = """
+local id = redis.call('INCR', KEYS[1])
+local key = ARGV[1] .. id
+redis.call('HSET', key, 'p', ARGV[2], 'v', ARGV[3], 'd', ARGV[4], 'x', ARGV[5])
+redis.call('EXPIRE', key, ARGV[7])
+redis.call('ZADD', KEYS[2], id, id)
+redis.call('ZADD', KEYS[3], ARGV[6], id)
+redis.call('ZADD', KEYS[4], ARGV[5], id)
+local evicted = {}
+local function forget(victim)
+  redis.call('ZREM', KEYS[2], victim)
+  redis.call('ZREM', KEYS[3], victim)
+  redis.call('ZREM', KEYS[4], victim)
+  redis.call('DEL', ARGV[1] .. victim)
+  table.insert(evicted, victim)
+end
+for _, victim in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[6], 'LIMIT', 0, 1000)) do
+  forget(victim)
+end
+local count = redis.call('ZCARD', KEYS[2])
+if count > tonumber(ARGV[8]) then
+  for _, victim in ipairs(redis.call('ZRANGE', KEYS[3], 0, count - tonumber(ARGV[9]) - 1)) do
+    if victim ~= tostring(id) then forget(victim) end
+  end
+end
+return {id, evicted}
+"""
+
+
+class RedisSemanticStore:
+    """Semantic cache entries in Redis, shared by every gateway process pointed at it.
+
+    Keys under ``prefix``: ``next`` (id counter), ``e:{id}`` (a hash: partition, vector, response,
+    expiry; with ``EXPIRE``), and three sorted sets of ids: ``ids`` (by id, for catching up),
+    ``lru`` (by last use) and ``exp`` (by expiry). Needs a single Redis node (the add script
+    touches derived keys).
+    """
+
+    def __init__(
+        self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "tokenledger:cache:sem:", client: Any = None
+    ) -> None:
+        import redis.asyncio as redis_asyncio
+
+        self.url = url
+        self.prefix = prefix
+        self._owns_client = client is None
+        self.redis: Any = client if client is not None else redis_asyncio.Redis.from_url(url, socket_timeout=2.0)
+        self._add_script = self.redis.register_script(_REDIS_ADD)
+        self._keys = [f"{prefix}next", f"{prefix}ids", f"{prefix}lru", f"{prefix}exp"]
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def describe(self) -> str:
+        return f"redis {self.prefix}"
+
+    def _entry(self, entry_id: int | str) -> str:
+        return f"{self.prefix}e:{entry_id}"
+
+    async def added_since(self, last_id: int) -> list[tuple[int, str, bytes, int]]:
+        ids = [int(i) for i in await self.redis.zrangebyscore(self._keys[1], f"({last_id}", "+inf")]
+        rows: list[tuple[int, str, bytes, int]] = []
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for entry_id in chunk:
+                    pipe.hmget(self._entry(entry_id), "p", "v", "x")
+                fetched = await pipe.execute()
+            for entry_id, (partition, vector, expires) in zip(chunk, fetched, strict=True):
+                if partition is not None and vector is not None and expires is not None:
+                    rows.append((entry_id, partition.decode(), vector, int(expires)))
+        return rows
+
+    async def value(self, entry_id: int) -> tuple[bytes, int, int] | None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self._entry(entry_id), "d", "x")
+            pipe.zscore(self._keys[2], entry_id)
+            (value, expires), accessed = await pipe.execute()
+        if value is None or expires is None:
+            return None
+        return value, int(expires), int(accessed or 0)
+
+    async def live_ids(self) -> set[int]:
+        return {int(i) for i in await self.redis.zrange(self._keys[1], 0, -1)}
+
+    async def add(
+        self, partition: str, vector: bytes, value: bytes, expires_us: int, now: int, max_entries: int
+    ) -> tuple[int, list[int]]:
+        ttl_s = max(1, -(-(expires_us - now) // 1_000_000))
+        entry_id, evicted = await self._add_script(
+            keys=self._keys,
+            args=[
+                self._entry(""),
+                partition,
+                vector,
+                value,
+                expires_us,
+                now,
+                ttl_s,
+                max_entries,
+                int(max_entries * 0.9),
+            ],
+        )
+        return int(entry_id), [int(i) for i in evicted]
+
+    async def touch(self, entry_id: int, now: int) -> None:
+        # Off the hit's path: the refresh only steers eviction.
+        task = asyncio.get_running_loop().create_task(self.redis.zadd(self._keys[2], {str(entry_id): now}, xx=True))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drop(self, entry_id: int) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self._entry(entry_id))
+            for key in self._keys[1:]:
+                pipe.zrem(key, entry_id)
+            await pipe.execute()
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._owns_client:
+            await self.redis.aclose()
+
+
+def _as_store(store: Any) -> SemanticStore:
+    if isinstance(store, SQLiteSemanticStore | RedisSemanticStore):
+        return store
+    if isinstance(store, SQLiteExactCache):
+        return SQLiteSemanticStore(store.path, busy_timeout_s=store.busy_timeout_s)
+    if isinstance(store, RedisExactCache):
+        return RedisSemanticStore(store.url, prefix=f"{store.prefix}sem:", client=store.redis)
+    if isinstance(store, str | Path):
+        return SQLiteSemanticStore(store)
+    if all(hasattr(store, name) for name in ("added_since", "value", "live_ids", "add", "touch", "drop", "close")):
+        return store  # type: ignore[no-any-return]
+    raise InvalidInput(f"semantic cache: cannot store entries in a {type(store).__name__}")
 
 
 class _Partition:
@@ -442,7 +628,11 @@ class SemanticCache:
 
     Partitioned by namespace (tenant), model, the request's scope fingerprint and the embedder: an
     answer is never served to another tenant, for another model, or under other instructions, tools
-    or parameters. ``store`` is a :class:`SQLiteSemanticStore` or a path for one. Expired entries
+    or parameters. ``store`` is a :class:`SQLiteSemanticStore`, a :class:`RedisSemanticStore`, a
+    path for a SQLite store, or an exact cache whose backend is then shared: a
+    :class:`~tokenledger.gateway.cache.SQLiteExactCache` (its file, a separate table) or a
+    :class:`~tokenledger.gateway.cache.RedisExactCache` (its client, keys under ``{prefix}sem:``).
+    Closing the semantic cache never closes the exact cache. Expired entries
     are never served; a corrupt entry is dropped (logged) and read as a miss; any failure of the
     embedder or the store is logged and read as a miss (or, for ``put``, dropped).
     """
@@ -450,7 +640,7 @@ class SemanticCache:
     def __init__(
         self,
         embedder: Embedder,
-        store: SQLiteSemanticStore | Path | str,
+        store: SemanticStore | SQLiteExactCache | RedisExactCache | Path | str,
         threshold: float = 0.95,
         ttl_s: int = 3600,
         max_entries: int = 10_000,
@@ -464,7 +654,7 @@ class SemanticCache:
         if type(max_entries) is not int or max_entries <= 0:
             raise InvalidInput(f"semantic cache: max_entries must be a positive integer, got {max_entries!r}")
         self.embedder = embedder
-        self.store = store if isinstance(store, SQLiteSemanticStore) else SQLiteSemanticStore(store)
+        self.store = _as_store(store)
         self.threshold = float(threshold)
         self.ttl_s = ttl_s
         self.max_entries = max_entries
@@ -475,8 +665,8 @@ class SemanticCache:
         self._partition_of: dict[int, str] = {}
         self._last_id = 0
         self._last_resync = time.monotonic()
-        self._complain = _Complaints(f"semantic cache {self.store.path}")
-        self._catch_up()  # load what is stored now, at startup rather than on the first request
+        self._complain = _Complaints(f"semantic cache {self.store.describe()}")
+        self._sync_lock: asyncio.Lock | None = None
 
     def _partition_key(self, namespace: str, model: str, scope: str) -> str:
         return json.dumps([self.embedder_id, namespace, model, scope], separators=(",", ":"))
@@ -487,8 +677,15 @@ class SemanticCache:
             return _embed_one(self.embedder, text)
         return await asyncio.get_running_loop().run_in_executor(None, _embed_one, self.embedder, text)
 
-    def _catch_up(self) -> None:
-        for entry_id, partition_key, blob, expires_us in self.store.added_since(self._last_id):
+    async def _catch_up(self) -> None:
+        if self._sync_lock is None:
+            self._sync_lock = asyncio.Lock()
+        async with self._sync_lock:
+            rows = await self.store.added_since(self._last_id)
+            self._index(rows)
+
+    def _index(self, rows: list[tuple[int, str, bytes, int]]) -> None:
+        for entry_id, partition_key, blob, expires_us in rows:
             self._last_id = max(self._last_id, entry_id)
             vector = np.frombuffer(blob, dtype=np.float32)
             partition = self._partitions.get(partition_key)
@@ -505,7 +702,7 @@ class SemanticCache:
         if time.monotonic() - self._last_resync < self.resync_s:
             return
         self._last_resync = time.monotonic()
-        live = await asyncio.get_running_loop().run_in_executor(None, self.store.live_ids)
+        live = await self.store.live_ids()
         for entry_id in [i for i in self._partition_of if i not in live and i <= self._last_id]:
             self._forget(entry_id)
 
@@ -532,13 +729,13 @@ class SemanticCache:
         scope, question = split_cache_text(text)
         query = await self._embed(question)
         await self._resync()
-        self._catch_up()
+        await self._catch_up()
         partition = self._partitions.get(self._partition_key(namespace, model, scope))
         if partition is None:
             return None
         now = _now_us(self.clock)
         for entry_id, similarity in partition.best(query, now, threshold):
-            row = self.store.value(entry_id)
+            row = await self.store.value(entry_id)
             if row is None:  # deleted by another process
                 self._forget(entry_id)
                 continue
@@ -548,12 +745,12 @@ class SemanticCache:
             try:
                 response, _ = _decode(value)
             except CorruptEntry as exc:
-                log.warning("semantic cache %s: dropping corrupt entry %d (%s)", self.store.path, entry_id, exc)
+                log.warning("semantic cache %s: dropping corrupt entry %d (%s)", self.store.describe(), entry_id, exc)
                 self._forget(entry_id)
-                self.store.drop(entry_id)
+                await self.store.drop(entry_id)
                 continue
             if now - accessed_us >= 1_000_000:
-                self.store.touch(entry_id, now)
+                await self.store.touch(entry_id, now)
             return response, min(similarity, 1.0)
         return None
 
@@ -584,11 +781,11 @@ class SemanticCache:
             return
         for gone in evicted:
             self._forget(gone)
-        self._catch_up()
+        await self._catch_up()
 
     def entries(self) -> int:
         """Entries held in this process's index."""
         return len(self._partition_of)
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.store.close_now)
+        await self.store.close()
