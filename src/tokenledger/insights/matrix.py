@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from genai_prices import data_snapshot
 
 from ..errors import InvalidEvent, InvalidInput
-from ..money import format_usd
+from ..money import format_usd, usd_to_nanos
 from ..pricing import PriceTable
 from ..store.query import grouped_costs
 from ..timeutil import parse_range, to_us
@@ -109,6 +109,13 @@ def _range(ledger: Ledger, since: Any, until: Any) -> tuple[datetime, datetime, 
 
 
 def _quality(catalog: Mapping[str, Any], provider: str | None, model: str | None) -> tuple[str | None, Decimal | None]:
+    family, score, _ = _quality_entry(catalog, provider, model)
+    return family, score
+
+
+def _quality_entry(
+    catalog: Mapping[str, Any], provider: str | None, model: str | None
+) -> tuple[str | None, Decimal | None, str]:
     """The longest catalog family prefixing ``model``; a cloud reseller falls back to any maker's entry."""
     best: tuple[str, Any] | None = None
     lowered = (model or "").lower().rsplit("/", 1)[-1]
@@ -122,8 +129,8 @@ def _quality(catalog: Mapping[str, Any], provider: str | None, model: str | None
         if best is not None:
             break
     if best is None:
-        return None, None
-    return best[0], Decimal(str(best[1]["score"]))
+        return None, None, "embedding" if "embed" in lowered else "chat"
+    return best[0], Decimal(str(best[1]["score"])), str(best[1].get("kind", "chat"))
 
 
 def _priced_calls(where: Where | None) -> dict[str, Sequence[str | None]]:
@@ -142,8 +149,9 @@ def model_matrix(
 ) -> dict[str, Any]:
     """Per provider and model: cost per request and per 1K tokens, quality, volume, family, Pareto flag.
 
-    ``x`` (``request`` or ``1k_tokens``) picks the cost axis the frontier is computed on. Models without
-    a quality score are listed (``quality`` null) but are not on the frontier.
+    ``x`` (``request`` or ``1k_tokens``) picks the cost axis the frontier is computed on. Chat and
+    embedding models (the catalog's ``kind``) each get their own frontier (``frontiers``; ``frontier``
+    is the chat one). Models without a quality score are listed (``quality`` null), off the frontier.
     """
     if x not in ("request", "1k_tokens"):
         raise InvalidInput(f"x: {x!r} must be 'request' or '1k_tokens'")
@@ -159,7 +167,7 @@ def model_matrix(
         tokens = int(m["input_tokens"]) + int(m["output_tokens"])
         if requests == 0:
             continue
-        family_key, score = _quality(catalog, provider, model)
+        family_key, score, kind = _quality_entry(catalog, provider, model)
         per_request = _per(cost, requests)
         per_1k = _per(cost * 1000, tokens)
         latency = float(m.get("latency_ms_sum") or 0) / requests
@@ -170,6 +178,7 @@ def model_matrix(
                 "family": model_family(model),
                 "quality_family": family_key,
                 "quality": None if score is None else f"{score:f}",
+                "kind": kind,
                 "requests": requests,
                 "tokens": tokens,
                 "cost_usd": format_usd(cost),
@@ -180,10 +189,19 @@ def model_matrix(
                 "_y": score,
             }
         )
-    frontier = pareto_frontier(
-        [(i, r["_x"], r["_y"]) for i, r in enumerate(models) if r["_x"] is not None and r["_y"] is not None]
-    )
-    on = set(frontier)
+    # chat and embedding models answer different needs: each kind has its own frontier
+    frontiers = {
+        kind: pareto_frontier(
+            [
+                (i, r["_x"], r["_y"])
+                for i, r in enumerate(models)
+                if r["kind"] == kind and r["_x"] is not None and r["_y"] is not None
+            ]
+        )
+        for kind in sorted({r["kind"] for r in models})
+    }
+    frontier = frontiers.get("chat", [])
+    on = {i for found in frontiers.values() for i in found}
     for i, row in enumerate(models):
         row["pareto"] = i in on
         del row["_x"], row["_y"]
@@ -193,6 +211,10 @@ def model_matrix(
         "x": x,
         "models": models,
         "frontier": [{"provider": models[i]["provider"], "model": models[i]["model"]} for i in frontier],
+        "frontiers": {
+            kind: [{"provider": models[i]["provider"], "model": models[i]["model"]} for i in found]
+            for kind, found in frontiers.items()
+        },
     }
 
 
@@ -440,8 +462,8 @@ def pricing_table(
         input_rate = _rate(_price_nanos(ledger, prov_arg, model, at, input_tokens=_PROBE))
         output_rate = _rate(_price_nanos(ledger, prov_arg, model, at, output_tokens=_PROBE))
         cached_rate = _rate(_price_nanos(ledger, prov_arg, model, at, input_tokens=_PROBE, cache_read_tokens=_PROBE))
-        if input_rate is None and output_rate is None:
-            continue
+        if not any(usd_to_nanos(r) for r in (input_rate, output_rate) if r is not None):
+            continue  # unpriced, free or subscription entries: nothing to compare
         overridden = any(o.matches_model(provider, model) and o.active(at) for o in ledger.pricer.overrides)
         row: dict[str, Any] = {
             "provider": provider,

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from ..access import Principal
+from ..access import ACTIONS, Principal
 from ..errors import InvalidInput, NotFound
 from ..money import CURRENCY_DECIMALS
 from ..store.query import validate_keys
@@ -232,7 +232,8 @@ def optimization_report(period: str, request: Request, who: Principal = Depends(
 @router.get("/api/me", tags=["keys"])
 def whoami(who: Principal = Depends(principal)) -> dict[str, Any]:
     """The caller's role and departments (the dashboard hides what the role may not do)."""
-    return {"role": who.role, "departments": list(who.departments), "name": who.name}
+    actions = sorted(action for action, roles in ACTIONS.items() if who.role in roles)
+    return {"role": who.role, "departments": list(who.departments), "name": who.name, "actions": actions}
 
 
 @router.get("/api/requests")

@@ -1,133 +1,12 @@
-/* tokenledger Cost Management dashboard: static JS over the REST API.
+/* tokenledger Cost Management dashboard: the page's charts over the REST API (entry module).
    The URL holds the whole view (filters, level, currency) so a view can be shared and reloaded.
-   Money arrives as decimal strings; it is converted for display only. */
-"use strict";
+   Panels added for issue 6 live in insights.js (forecast scenarios, anomaly timeline, matrices,
+   pricing and TCO, provider shift) and actions.js (export, schedules, alerts, experiments, gateway). */
 
-const FILTERS = ["department", "provider", "environment", "cost_center"];
-const charts = {};
-let me = { role: "viewer", departments: [] };
-let rates = { USD: "1" }, decimals = { USD: 2 };
-
-// ---------------------------------------------------------------------------------------------
-// state <-> URL
-
-function readState() {
-  const q = new URLSearchParams(location.search);
-  return {
-    range: q.get("range") || "30d",
-    since: q.get("since") || "",
-    until: q.get("until") || "",
-    department: (q.get("department") || "").split(",").filter(Boolean),
-    provider: q.get("provider") || "",
-    environment: q.has("environment") ? q.get("environment") : "production",
-    cost_center: q.get("cost_center") || "",
-    by: q.get("by") || "provider",
-    agent: q.get("agent") || "",
-    currency: q.get("currency") || "USD",
-  };
-}
-
-let state = readState();
-
-function writeState(changes) {
-  state = { ...state, ...changes };
-  const q = new URLSearchParams();
-  if (state.range !== "30d") q.set("range", state.range);
-  if (state.range === "custom") { if (state.since) q.set("since", state.since); if (state.until) q.set("until", state.until); }
-  if (state.department.length) q.set("department", state.department.join(","));
-  for (const key of ["provider", "cost_center", "agent"]) if (state[key]) q.set(key, state[key]);
-  if (state.environment !== "production") q.set("environment", state.environment);
-  if (state.by !== "provider") q.set("by", state.by);
-  if (state.currency !== "USD") q.set("currency", state.currency);
-  history.pushState(null, "", location.pathname + (q.toString() ? "?" + q : ""));
-  render();
-}
-
-window.addEventListener("popstate", () => { state = readState(); render(); });
-
-function rangeParams() {
-  if (state.range === "custom" && state.since) {
-    const p = { since: state.since };
-    if (state.until) p.until = state.until;
-    return p;
-  }
-  return { since: state.range };
-}
-
-function whereParams(extra = {}) {
-  const where = [];
-  if (state.department.length) where.push("department=" + state.department.join(","));
-  for (const key of ["provider", "environment", "cost_center"]) if (state[key]) where.push(`${key}=${state[key]}`);
-  for (const [k, v] of Object.entries(extra)) where.push(`${k}=${v}`);
-  return where;
-}
-
-// ---------------------------------------------------------------------------------------------
-// API
-
-async function api(path, params = {}, options = {}) {
-  const url = new URL(path, location.origin);
-  for (const [k, v] of Object.entries(params)) {
-    if (Array.isArray(v)) v.forEach((x) => url.searchParams.append(k, x));
-    else if (v !== undefined && v !== null && v !== "") url.searchParams.set(k, v);
-  }
-  const headers = { ...(options.headers || {}) };
-  const key = sessionStorage.getItem("tokenledger-key");
-  if (key) headers.Authorization = "Bearer " + key;
-  if (options.body) headers["Content-Type"] = "application/json";
-  const response = await fetch(url, { ...options, headers, body: options.body ? JSON.stringify(options.body) : undefined });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const error = new Error((body.error && body.error.message) || response.statusText);
-    error.status = response.status;
-    throw error;
-  }
-  return body;
-}
-
-// ---------------------------------------------------------------------------------------------
-// formatting
-
-function money(usd) {
-  if (usd === null || usd === undefined) return "–";
-  const rate = Number(rates[state.currency] || 1);
-  const places = decimals[state.currency] ?? 2;
-  const value = Number(usd) * rate;
-  return new Intl.NumberFormat(undefined, { style: "currency", currency: state.currency,
-    minimumFractionDigits: value !== 0 && Math.abs(value) < 1 ? Math.min(4, places + 2) : places,
-    maximumFractionDigits: value !== 0 && Math.abs(value) < 1 ? Math.min(4, places + 2) : places }).format(value);
-}
-
-const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-
-function table(el, columns, rows, onClick) {
-  if (!rows.length) { el.innerHTML = '<div class="state">No data for these filters.</div>'; return; }
-  el.innerHTML = "<table><thead><tr>" + columns.map((c) => `<th class="${c.num ? "num" : ""}">${esc(c.label)}</th>`).join("") +
-    "</tr></thead><tbody>" + rows.map((r, i) => `<tr data-i="${i}" class="${onClick ? "click" : ""}">` +
-      columns.map((c) => `<td class="${c.num ? "num" : ""}">${c.money ? money(r[c.key]) : esc(r[c.key])}</td>`).join("") + "</tr>").join("") +
-    "</tbody></table>";
-  if (onClick) el.querySelectorAll("tbody tr").forEach((tr) => tr.addEventListener("click", () => onClick(rows[Number(tr.dataset.i)])));
-}
-
-function setState(el, message, error = false) {
-  el.innerHTML = `<div class="state${error ? " error" : ""}">${esc(message)}</div>`;
-}
-
-function chart(id) {
-  const el = document.getElementById(id);
-  if (!charts[id]) charts[id] = echarts.init(el);
-  return charts[id];
-}
-
-function chartError(id, error) {
-  if (charts[id]) { charts[id].dispose(); delete charts[id]; }
-  setState(document.getElementById(id), "Could not load: " + error.message, true);
-}
-
-function loading(id) {
-  const el = document.getElementById(id);
-  if (!charts[id]) setState(el, "Loading…");
-}
+import { api, axisMoney, can, chart, chartError, charts, decimals, dialog, esc, families, hooks, loading, me, money,
+  rangeParams, rates, setState, state, table, toast, whereParams, writeState } from "./core.js";
+import { anomalyMarkers, fillModelChoices, insightTasks, wireInsights } from "./insights.js";
+import { actionTasks, applyButton, prepareActions, wireActions } from "./actions.js";
 
 // ---------------------------------------------------------------------------------------------
 // rendering
@@ -136,12 +15,17 @@ async function render() {
   syncControls();
   crumbs();
   document.getElementById("agent-detail").classList.toggle("hidden", !state.agent);
-  const tasks = [kpis(), budgets(), total(), trend(), sunburst(), waterfall("c-waterfall", {}), providers(), distribution(), agents(), sankey(),
-    leaderboard(), anomalyTable(), cachingRoi()];
-  if (state.agent) tasks.push(agentDetail());
-  await Promise.allSettled(tasks);
+  // above the fold first; the rest once the browser is free (the fleet view must be usable fast)
+  const first = [kpis(), budgets(), total(), trend()];
+  if (state.agent) first.push(agentDetail());
+  await Promise.allSettled(first);
+  document.body.dataset.firstPaint = String(Date.now());
+  await Promise.allSettled([sunburst(), waterfall("c-waterfall", {}), providers(), distribution(), agents(), sankey(),
+    leaderboard(), anomalyTable(), cachingRoi(), ...insightTasks(), ...actionTasks()]);
   document.body.dataset.loaded = String(Date.now());
 }
+
+hooks.render = render;
 
 function crumbs() {
   const parts = ['<a data-level="fleet">Fleet</a>'];
@@ -172,7 +56,7 @@ async function budgets() {
   const el = document.getElementById("budgets");
   try {
     const [status, pending] = await Promise.all([api("/api/budget/status"), api("/api/approvals", { status: "pending" })]);
-    const canWrite = ["admin", "finops"].includes(me.role);
+    const canWrite = can("budgets.write");
     document.getElementById("new-budget").classList.toggle("hidden", !canWrite);
     if (!status.length) { el.innerHTML = '<div class="state">No budgets yet.</div>'; return; }
     el.innerHTML = status.map((b) => {
@@ -184,9 +68,9 @@ async function budgets() {
         <div><b data-spent>${money(b.spent_usd)}</b> of <span data-limit>${money(b.limit_usd)}</span> (<span data-percent>${b.percent_used}</span>%)</div>
         <div class="meta">burn ${money(b.burn_rate_daily_usd)}/day · ${b.days_until_depletion ? b.days_until_depletion + " days left" : "no burn"}</div>
         ${canWrite ? `<button data-act="adjust">Adjust</button>` : ""}
-        ${["admin", "finops", "department_head"].includes(me.role) ? `<button data-act="overage">Request overage</button>` : ""}
+        ${can("approvals.request") ? `<button data-act="overage">Request overage</button>` : ""}
         ${waiting.map((p) => `<div class="meta">Overage request #${p.approval_id}: ${money(p.requested_amount)} – ${esc(p.justification)}
-          ${canWrite ? `<button data-act="approve" data-id="${p.approval_id}">Approve</button><button data-act="decline" data-id="${p.approval_id}">Decline</button>` : ""}</div>`).join("")}
+          ${can("approvals.decide") ? `<button data-act="approve" data-id="${p.approval_id}">Approve</button><button data-act="decline" data-id="${p.approval_id}">Decline</button>` : ""}</div>`).join("")}
       </div>`;
     }).join("");
     el.querySelectorAll("button").forEach((button) => button.addEventListener("click", () =>
@@ -239,13 +123,28 @@ async function total() {
 async function trend() {
   loading("c-trend");
   try {
-    const data = await api("/api/charts/trend", { ...rangeParams(), where: whereParams(state.agent ? { agent: state.agent } : {}), by: state.by });
-    chart("c-trend").setOption({
+    const [data, marks] = await Promise.all([
+      api("/api/charts/trend", { ...rangeParams(), where: whereParams(state.agent ? { agent: state.agent } : {}), by: state.by }),
+      anomalyMarkers()]);
+    const top = data.days.map((_, i) => data.series.reduce((sum, s) => sum + Number(s.points[i]), 0));
+    const points = marks.filter((a) => data.days.includes(a.day)).map((a) => ({
+      name: `anomaly-${a.id}`, coord: [a.day, top[data.days.indexOf(a.day)]], value: a.label, anomaly: a,
+      itemStyle: { color: a.color } }));
+    const c = chart("c-trend");
+    c.setOption({
       tooltip: { trigger: "axis" }, legend: { type: "scroll", top: 0 }, grid: { left: 60, right: 20, top: 40, bottom: 30 },
       xAxis: { type: "category", data: data.days }, yAxis: { type: "value", axisLabel: { formatter: (v) => money(v) } },
-      series: data.series.map((s) => ({ name: `${s.key ?? "(none)"} (${changeLabel(s)})`,
-        type: "bar", stack: "spend", data: s.points.map(Number) })),
+      series: data.series.map((s, i) => ({ name: `${s.key ?? "(none)"} (${changeLabel(s)})`,
+        type: "bar", stack: "spend", data: s.points.map(Number),
+        markPoint: i === data.series.length - 1 && points.length ? { symbol: "pin", symbolSize: 34, data: points,
+          label: { formatter: "!", fontWeight: 700 }, tooltip: { formatter: (p) => esc(p.data.anomaly.title) } } : undefined })),
     }, true);
+    document.getElementById("c-trend").dataset.anomalies = String(points.length);
+    c.off("click");
+    c.on("click", (p) => {
+      if (p.componentType === "markPoint") hooks.showAnomaly(p.data.anomaly.id);
+      else if (p.seriesName && state.by !== "model") writeState({ [state.by]: state.by === "department" ? [p.seriesName.replace(/ \(.*$/, "")] : p.seriesName.replace(/ \(.*$/, "") });
+    });
   } catch (error) { chartError("c-trend", error); }
 }
 
@@ -369,7 +268,7 @@ async function agentDetail() {
 
 async function leaderboard() {
   const el = document.getElementById("leaderboard");
-  const canWrite = ["admin", "finops"].includes(me.role);
+  const canWrite = can("budgets.write");
   document.getElementById("scan-savings").classList.toggle("hidden", !canWrite);
   try {
     const rows = (await api("/api/recommendations")).filter((r) => r.status !== "declined")
@@ -380,7 +279,9 @@ async function leaderboard() {
       rows.map((r) => `<tr data-id="${r.id}"><td>${esc(r.title)}</td><td>${esc(r.kind)}</td><td class=num>${money(r.current_cost_monthly_usd)}</td>` +
         `<td class=num>${money(r.savings_monthly_usd)}</td><td class=num>${money(r.savings_annual_usd)}</td><td>${esc(r.effort)}</td>` +
         `<td>${esc(r.risk)}</td><td data-status>${esc(r.status)}</td><td>${canWrite ? nextSteps(r.status).map((s) =>
-          `<button data-rec="${r.id}" data-to="${s}">${s.replace("_", " ")}</button>`).join(" ") : ""}</td></tr>`).join("") + "</tbody></table>";
+          `<button data-rec="${r.id}" data-to="${s}">${s.replace("_", " ")}</button>`).join(" ") : ""} ${applyButton(r)}</td></tr>`).join("") + "</tbody></table>";
+    el.querySelectorAll("button[data-apply]").forEach((b) => b.addEventListener("click", () =>
+      hooks.apply(rows.find((r) => String(r.id) === b.dataset.apply))));
     el.querySelectorAll("button[data-rec]").forEach((b) => b.addEventListener("click", () =>
       api(`/api/recommendations/${b.dataset.rec}`, {}, { method: "PATCH", body: { status: b.dataset.to } }).then(leaderboard, (e) => toast(e.message, "critical"))));
   } catch (error) { setState(el, "Could not load recommendations: " + error.message, true); }
@@ -393,9 +294,11 @@ function nextSteps(status) {
 document.getElementById("scan-savings").addEventListener("click", () =>
   api("/api/recommendations/scan", { min_savings_usd: "0.01" }, { method: "POST" }).then(leaderboard, (e) => toast(e.message, "critical")));
 
+hooks.anomalyTable = () => anomalyTable();
+
 async function anomalyTable() {
   const el = document.getElementById("anomalies");
-  const canWrite = ["admin", "finops"].includes(me.role);
+  const canWrite = can("budgets.write");
   document.getElementById("scan-anomalies").classList.toggle("hidden", !canWrite);
   try {
     const rows = (await api("/api/anomalies", { limit: 20 }));
@@ -411,7 +314,7 @@ async function anomalyTable() {
       }).join("") + "</tbody></table>";
     el.querySelectorAll("button[data-anomaly]").forEach((b) => b.addEventListener("click", () =>
       api(`/api/anomalies/${b.dataset.anomaly}`, {}, { method: "PATCH", body: { status: b.dataset.to, note: "from the dashboard" } })
-        .then(anomalyTable, (e) => toast(e.message, "critical"))));
+        .then(() => Promise.all([anomalyTable(), hooks.refreshAnomalies()]), (e) => toast(e.message, "critical"))));
   } catch (error) { setState(el, "Could not load anomalies: " + error.message, true); }
 }
 
@@ -433,25 +336,11 @@ async function cachingRoi(event) {
 document.getElementById("cache-roi").addEventListener("submit", cachingRoi);
 
 document.getElementById("scan-anomalies").addEventListener("click", () =>
-  api("/api/anomalies/scan", { since: "90d" }, { method: "POST" }).then(anomalyTable, (e) => toast(e.message, "critical")));
+  api("/api/anomalies/scan", { since: "90d" }, { method: "POST" })
+    .then(() => Promise.all([anomalyTable(), hooks.refreshAnomalies()]), (e) => toast(e.message, "critical")));
 
 // ---------------------------------------------------------------------------------------------
 // actions
-
-function dialog(title, fields, submit) {
-  const box = document.getElementById("dialog");
-  const form = document.getElementById("dialog-form");
-  form.innerHTML = `<h3>${esc(title)}</h3>` + fields.map((f) => `<label>${esc(f.label)}<input name="${f.name}" ${f.required ? "required" : ""} value="${esc(f.value || "")}" aria-label="${esc(f.label)}"></label>`).join("") +
-    '<div class="error" id="dialog-error"></div><button value="cancel" formnovalidate type="button" id="dialog-cancel">Cancel</button> <button value="ok" class="action" id="dialog-ok">Save</button>';
-  form.querySelector("#dialog-cancel").addEventListener("click", () => box.close());
-  form.onsubmit = async (event) => {
-    event.preventDefault();
-    const values = Object.fromEntries(new FormData(form).entries());
-    try { await submit(values); box.close(); render(); }
-    catch (error) { document.getElementById("dialog-error").textContent = error.message; }
-  };
-  box.showModal();
-}
 
 function budgetAction(action, name, id) {
   if (action === "adjust") dialog(`Adjust ${name}`, [{ name: "amount", label: "New amount", required: true }, { name: "justification", label: "Justification", required: true }],
@@ -475,14 +364,6 @@ document.getElementById("key-button").addEventListener("click", () =>
 
 // ---------------------------------------------------------------------------------------------
 // live alerts (server-sent events read with fetch, so the API key can be sent)
-
-function toast(message, level = "info") {
-  const el = document.createElement("div");
-  el.className = "toast " + level;
-  el.textContent = message;
-  document.getElementById("toasts").appendChild(el);
-  setTimeout(() => el.remove(), 12000);
-}
 
 async function live() {
   const key = sessionStorage.getItem("tokenledger-key");
@@ -523,15 +404,21 @@ function syncControls() {
   document.getElementById("f-since").value = state.since;
   document.getElementById("f-until").value = state.until;
   for (const option of document.getElementById("f-department").options) option.selected = state.department.includes(option.value);
-  for (const key of ["provider", "environment", "cost_center", "by"]) document.getElementById("f-" + key).value = state[key];
+  for (const key of ["provider", "environment", "cost_center", "by", "family", "category", "agent_status"]) document.getElementById("f-" + key).value = state[key];
+  for (const option of document.getElementById("f-agent_ids").options) option.selected = state.agent_ids.includes(option.value);
   document.getElementById("currency").value = state.currency;
 }
 
 async function fillOptions() {
   const params = { since: "90d", environment: "" };
-  const [departments, providerRows, centers] = await Promise.all([
+  const [departments, providerRows, centers, agentRows, models] = await Promise.all([
     api("/api/costs", { ...params, by: "department" }), api("/api/costs", { ...params, by: "provider" }), api("/api/costs", { ...params, by: "cost_center" }),
+    api("/api/costs", { ...params, by: "agent" }), api("/api/matrix/models", { since: "90d" }),
   ]);
+  for (const key of Object.keys(families)) delete families[key];
+  for (const m of models.models) (families[m.family] = families[m.family] || []).push(m.model);
+  document.getElementById("f-family").innerHTML = '<option value="">All</option>' +
+    Object.keys(families).sort().map((f) => `<option>${esc(f)}</option>`).join("");
   const fill = (id, rows, key, first) => {
     const el = document.getElementById(id);
     el.innerHTML = (first ? `<option value="">${first}</option>` : "") + rows.rows.filter((r) => r[key]).map((r) => `<option>${esc(r[key])}</option>`).join("");
@@ -540,6 +427,7 @@ async function fillOptions() {
   document.getElementById("f-department").size = Math.min(4, departments.rows.length || 1);
   fill("f-provider", providerRows, "provider", "All");
   fill("f-cost_center", centers, "cost_center", "All");
+  fill("f-agent_ids", agentRows, "agent", null);
 }
 
 function wireControls() {
@@ -548,19 +436,23 @@ function wireControls() {
   document.getElementById("f-until").addEventListener("change", (e) => writeState({ until: e.target.value }));
   document.getElementById("f-department").addEventListener("change", (e) =>
     writeState({ department: [...e.target.selectedOptions].map((o) => o.value), agent: "" }));
-  for (const key of ["provider", "environment", "cost_center", "by"]) document.getElementById("f-" + key).addEventListener("change", (e) => writeState({ [key]: e.target.value }));
+  for (const key of ["provider", "environment", "cost_center", "by", "family", "category", "agent_status"]) document.getElementById("f-" + key).addEventListener("change", (e) => writeState({ [key]: e.target.value }));
+  document.getElementById("f-agent_ids").addEventListener("change", (e) =>
+    writeState({ agent_ids: [...e.target.selectedOptions].map((o) => o.value) }));
   document.getElementById("currency").addEventListener("change", (e) => writeState({ currency: e.target.value }));
-  document.getElementById("clear").addEventListener("click", () => writeState({ department: [], provider: "", environment: "production", cost_center: "", agent: "" }));
+  document.getElementById("clear").addEventListener("click", () => writeState({ department: [], provider: "", environment: "production",
+    cost_center: "", agent: "", agent_ids: [], family: "", category: "", agent_status: "" }));
   window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
 }
 
 async function start() {
   try {
-    me = await api("/api/me");
+    Object.assign(me, await api("/api/me"));
+    document.body.dataset.role = me.role;
     const currencies = await api("/api/currencies");
-    rates = currencies.rates; decimals = currencies.decimals;
+    Object.assign(rates, currencies.rates); Object.assign(decimals, currencies.decimals);
     document.getElementById("currency").innerHTML = Object.keys(rates).map((c) => `<option>${c}</option>`).join("");
-    await fillOptions();
+    await Promise.all([fillOptions(), fillModelChoices(), prepareActions()]);
   } catch (error) {
     if (error.status === 401) { document.getElementById("key-button").click(); return; }
     toast("Could not reach the API: " + error.message, "critical");
@@ -569,5 +461,7 @@ async function start() {
 }
 
 wireControls();
+wireInsights();
+wireActions();
 start();
 live();
