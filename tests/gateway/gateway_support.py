@@ -45,9 +45,9 @@ class RunningGateway:
     def settle(self, timeout: float = 10.0) -> None:
         """Wait until commits that run after responses are done and the writer has flushed."""
         deadline = time.monotonic() + timeout
-        while self.gateway._tasks and time.monotonic() < deadline:
+        while (self.gateway._tasks or self.gateway.in_flight) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert not self.gateway._tasks, "gateway background work did not finish"
+        assert not self.gateway._tasks and not self.gateway.in_flight, "gateway work did not finish"
         assert self.ledger.flush(timeout)
 
     def refresh(self) -> None:
@@ -80,6 +80,7 @@ def config_for(simulator: RunningSimulator, **extra: Any) -> GatewayConfig:
             "anthropic": {"kind": "anthropic", "base_url": simulator.url, "api_key_env": "TL_TEST_ANTHROPIC_KEY"},
         },
         "refresh_interval_s": 0.2,
+        "forward_headers": ["x-simulator-fail"],
     }
     data.update(extra)
     return parse_config(data)

@@ -114,11 +114,19 @@ class GatewayConfig(_Strict):
     limits: Limits = Field(default_factory=Limits)
     #: How often policies, virtual keys and budgets are re-read from the database.
     refresh_interval_s: Annotated[float, Field(gt=0, le=300)] = 1.0
+    #: Further client headers passed to the upstream (anthropic-version/-beta and openai-organization/
+    #: -project/-beta always are; the virtual key never is).
+    forward_headers: list[str] = Field(default_factory=list)
     #: Fall back on these upstream statuses (and on timeouts / connection errors).
     fallback_on: list[int] = Field(default_factory=lambda: [429, 500, 502, 503, 504, 529])
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
+        blocked = {"authorization", "x-api-key", "host", "content-length", "content-type", "transfer-encoding"}
+        self.forward_headers = [h.strip().lower() for h in self.forward_headers if h.strip()]
+        for i, header in enumerate(self.forward_headers):
+            if header in blocked:
+                raise ValueError(f"forward_headers.{i}: {header!r} is set by the gateway itself")
         for name, upstream in self.upstreams.items():
             upstream.provider = normalize_provider(upstream.provider or name)
         for i, route in enumerate(self.routes):

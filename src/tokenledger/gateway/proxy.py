@@ -141,6 +141,8 @@ class Gateway:
         self._refresher: asyncio.Task[Any] | None = None
         self._started = False
         self._last_miss_refresh = 0.0
+        #: Requests being handled (a stream is metered after its last byte was sent).
+        self.in_flight = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -212,6 +214,13 @@ class Gateway:
             return
         if not self._started:
             await self.start()
+        self.in_flight += 1
+        try:
+            await self._http(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         headers = dict(scope["headers"])
         call = Call(
@@ -532,7 +541,7 @@ class Gateway:
             call.changed = True
         content = json.dumps(call.body, separators=(",", ":")).encode() if call.changed else call.raw
         headers = {"content-type": "application/json", "accept-encoding": "identity"}
-        for name in _FORWARD:
+        for name in (*_FORWARD, *self.config.forward_headers):
             value = call.headers.get(name.encode())
             if value is not None:
                 headers[name] = value.decode("latin-1")
