@@ -64,10 +64,13 @@ ACTIONS: dict[str, set[str]] = {
     "keys.manage": {"admin"},
     "metrics.read": _READERS,
     "stream.read": _READERS,
-    "reports.read": _READERS,
-    "reports.schedule": _MANAGERS,
     "gateway.read": _READERS,
     "gateway.write": _MANAGERS,
+    # Provider lines are org-wide (project, key, workspace; no department): managers only.
+    "reconciliation.read": _MANAGERS,
+    "reconciliation.write": _MANAGERS,
+    "reports.read": _READERS,
+    "reports.schedule": _MANAGERS,
 }
 
 _Id = BigInteger().with_variant(Integer(), "sqlite")

@@ -279,6 +279,7 @@ class Ledger:
         # (statsmodels is slow to import).
         self.alerts.register_evaluator("forecast_overrun", self._evaluate_forecast_rule)
         self.alerts.register_evaluator("anomaly", _evaluate_anomaly_rule)
+        self.alerts.register_evaluator("reconciliation_drift", self._evaluate_reconciliation_rule)
         self.budgets = BudgetService(
             self.store,
             self.enforcer,
@@ -422,6 +423,18 @@ class Ledger:
         from .insights.forecast import forecast_overrun_evaluator
 
         return forecast_overrun_evaluator(rule, now, store, ledger=self)
+
+    def _evaluate_reconciliation_rule(self, rule: Any, now: datetime, store: Store) -> Any:
+        from .insights.reconciliation import evaluate_drift_rule, settings_keys
+
+        return evaluate_drift_rule(
+            rule,
+            now,
+            store,
+            pricer=self.pricer,
+            keys=settings_keys(self),
+            tolerance_usd=self.settings.reconciliation_tolerance_usd,
+        )
 
     # -- budgets -------------------------------------------------------------------------------
 

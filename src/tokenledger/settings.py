@@ -11,6 +11,8 @@
 | ``queue_size`` | ``TOKENLEDGER_QUEUE_SIZE`` | 100 000 events held before ``record()`` waits |
 | ``approval_limit_usd`` | ``TOKENLEDGER_APPROVAL_LIMIT_USD`` | none: budget increases above it need approval |
 | ``otel_attribute_map`` | ``TOKENLEDGER_OTEL_ATTRIBUTE_MAP`` | ``{}``: extra span attribute -> event field mapping |
+| ``reconciliation_keys`` | ``TOKENLEDGER_RECONCILIATION_KEYS`` | ``{}``: provider key -> ledger key maps (JSON) |
+| ``reconciliation_tolerance_usd`` | ``TOKENLEDGER_RECONCILIATION_TOLERANCE_USD`` | 0.0001 per request |
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +53,9 @@ class Settings(BaseSettings):
     queue_size: int = Field(default=100_000, ge=100)
     approval_limit_usd: Decimal | None = None
     otel_attribute_map: dict[str, str] = Field(default_factory=dict)
+    #: How provider lines meet the ledger's attribution, per provider (docs/reconciliation.md).
+    reconciliation_keys: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    reconciliation_tolerance_usd: Decimal = Field(default=Decimal("0.0001"), ge=0)
 
     @field_validator("fx_rates")
     @classmethod

@@ -47,7 +47,15 @@ __all__ = [
     "usd_text",
 ]
 
-RULE_KINDS = ("budget", "absolute_spend", "percent_increase", "cost_per_request", "forecast_overrun", "anomaly")
+RULE_KINDS = (
+    "budget",
+    "absolute_spend",
+    "percent_increase",
+    "cost_per_request",
+    "forecast_overrun",
+    "anomaly",
+    "reconciliation_drift",
+)
 #: In escalation order: a higher severity fires even within the cooldown of a lower one.
 SEVERITIES = ("info", "warning", "critical", "exceeded")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -193,6 +201,10 @@ def validate_params(kind: str, params: Mapping[str, Any] | None) -> dict[str, An
     params = dict(params or {})
     if kind in ("forecast_overrun", "anomaly"):
         return params  # their evaluators define and check these
+    if kind == "reconciliation_drift":
+        from ..insights.reconciliation import validate_drift_params
+
+        return validate_drift_params(params)
     if kind == "budget":
         _check_param_keys(params, {"budget", "levels", "percent"}, kind)
         budget = params.get("budget") or "*"

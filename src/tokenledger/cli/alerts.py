@@ -291,9 +291,10 @@ def deliver(
 
 @alerts_app.command("evaluate")
 def evaluate(ctx: typer.Context, output: OutputFormat = typer.Option(OutputFormat.table, "--format")) -> None:
-    """Check the spend rules against the ledger now; fired alerts go to the outbox."""
-    with _engine(ctx) as engine:
-        fired = [a.to_dict() for a in engine.evaluate()]
+    """Check the scheduled rules against the ledger now; fired alerts go to the outbox."""
+    # The ledger's own engine: it has the forecast, anomaly and reconciliation evaluators plugged in.
+    with open_ledger(ctx) as ledger, handle_errors():
+        fired = [a.to_dict() for a in ledger.alerts.evaluate()]
     if output == OutputFormat.json:
         _print_json(fired)
         return

@@ -169,6 +169,7 @@ def create_app(
         api_insights,
         api_manage,
         api_read,
+        api_reconcile,
         api_recommend,
         api_reports,
         stream,
@@ -184,6 +185,7 @@ def create_app(
         api_recommend,
         api_anomalies,
         api_gateway,
+        api_reconcile,
         api_reports,
         stream,
     ):
