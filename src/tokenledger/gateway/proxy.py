@@ -28,7 +28,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -489,6 +488,7 @@ class Gateway:
         if downgrade and downgrade != call.model:
             call.downgraded_from = call.downgraded_from or call.model
             self._set_model(call, downgrade)
+            call.cache_key = None  # a budget's downgrade is not the answer to the request as asked
             call.upstream = self._upstream_for(call.wire)(downgrade) or call.upstream
             self._check_route(call)
 
@@ -772,16 +772,16 @@ class Gateway:
 
         assert call.key is not None
         namespace = call.key.key_id
-        call.cache_key = request_key(call.endpoint, call.body, namespace=namespace)
+        call.cache_key = request_key(call.path, call.body, namespace=namespace)
         found = None
         kind = "exact"
         try:
             found = await self._exact().get(call.cache_key)
             if found is None and call.cache_mode == "semantic":
-                text = cache_text(call.endpoint, call.body)
+                text = cache_text(call.path, call.body)
                 if text is not None:
-                    hit = await self._semantic().lookup(namespace, call.model, text)
-                    if hit is not None and (call.cache_threshold is None or hit[1] >= call.cache_threshold):
+                    hit = await self._semantic().lookup(namespace, call.model, text, threshold=call.cache_threshold)
+                    if hit is not None:
                         found, kind = hit[0], "semantic"
         except Exception:
             log.warning("request %s: cache lookup failed; calling the upstream", call.request_id, exc_info=True)
@@ -833,14 +833,14 @@ class Gateway:
             model=usage.model or call.model,
             cost_nanos=cost,
             usage={k: int(v) for k, v in usage.units.items()},
-            created_us=to_us(datetime.now().astimezone()),
+            created_us=to_us(self.ledger.clock()),
         )
         try:
             await self._exact().put(call.cache_key, entry, call.cache_ttl_s)
             if call.cache_mode == "semantic":
-                text = cache_text(call.endpoint, call.body)
+                text = cache_text(call.path, call.body)
                 if text is not None:
-                    await self._semantic().put(call.key.key_id, call.model, text, entry)
+                    await self._semantic().put(call.key.key_id, call.model, text, entry, ttl_s=call.cache_ttl_s)
         except Exception:
             log.warning("request %s: cache write failed", call.request_id, exc_info=True)
 

@@ -1,0 +1,84 @@
+"""The response cache in the gateway: a hit is served without the upstream and recorded with its saving."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+
+from tokenledger.gateway.keys import create_key
+from tokenledger.gateway.policies import create_policy
+from tokenledger.gateway.savings import cache_savings
+
+from .gateway_support import DIMS, gateway_events, usd
+
+CHAT = {
+    "model": "gpt-4o",
+    "messages": [{"role": "user", "content": "What is the capital of France?"}],
+    "max_tokens": 20,
+}
+
+
+def _client(running, key):
+    return openai.OpenAI(base_url=running.openai_base_url, api_key=key, max_retries=0)
+
+
+def test_exact_hit_is_served_and_recorded_with_its_saving(gw_ledger, running, simulator):
+    key, _ = create_key(gw_ledger.store, now=gw_ledger.clock(), dims=DIMS, cache="exact")
+    other, _ = create_key(gw_ledger.store, now=gw_ledger.clock(), dims=DIMS, cache="exact")
+    with _client(running, key) as client, _client(running, other) as stranger:
+        first = client.chat.completions.with_raw_response.create(**CHAT)
+        running.settle()  # the cache write happens after the response
+        second = client.chat.completions.with_raw_response.create(**CHAT)
+        assert second.headers["x-tokenledger-cache"] == "exact"
+        assert second.headers["x-tokenledger-cost-usd"] == "0.000000000"
+        assert second.headers["x-tokenledger-saved-usd"] == first.headers["x-tokenledger-cost-usd"]
+        assert second.parse().choices[0].message.content == first.parse().choices[0].message.content
+        assert len(simulator.requests) == 1
+        # Another key's cache partition is its own: no answer crosses keys.
+        third = stranger.chat.completions.with_raw_response.create(**CHAT)
+        assert "x-tokenledger-cache" not in third.headers
+        assert len(simulator.requests) == 2
+    running.settle()
+    events = gateway_events(gw_ledger)
+    assert len(events) == 3
+    original, hit = events[0], events[1]
+    assert hit["cost_nanos"] == 0 and hit["input_tokens"] == 0 and hit["output_tokens"] == 0
+    tags = hit["tags"] if isinstance(hit["tags"], dict) else json.loads(hit["tags"])
+    assert tags["gateway.cache"] == "exact"
+    assert tags["gateway.saved_usd"] == f"{usd(original['cost_nanos']):.9f}"
+    assert hit["prompt_hash"] == original["prompt_hash"] and hit["prompt_hash"]
+    assert hit["model"] == "gpt-4o" and hit["department"] == DIMS["department"]
+    savings = cache_savings(gw_ledger, since="1d")
+    assert savings["hits"] == 1 and savings["saved_usd"] == f"{usd(original['cost_nanos']):.9f}"
+
+
+def test_a_cache_policy_switches_caching_on_for_its_scope(gw_ledger, running, simulator, virtual_key):
+    create_policy(
+        gw_ledger.store, kind="cache", scope={"department": "research"}, params={"mode": "exact"}, now=gw_ledger.clock()
+    )
+    running.refresh()
+    with _client(running, virtual_key) as client:
+        client.chat.completions.create(**CHAT)
+        running.settle()
+        again = client.chat.completions.with_raw_response.create(**CHAT)
+        assert again.headers["x-tokenledger-cache"] == "exact"
+        # Streaming requests are not answered from the cache; they still reach the upstream.
+        list(client.chat.completions.create(**CHAT, stream=True))
+    assert len(simulator.requests) == 2
+
+
+def test_semantic_hit_for_a_similar_question(gw_ledger, running, simulator):
+    key, _ = create_key(gw_ledger.store, now=gw_ledger.clock(), dims=DIMS, cache="semantic")
+    with _client(running, key) as client:
+        client.chat.completions.create(**CHAT, temperature=0)
+        running.settle()
+        similar = {**CHAT, "messages": [{"role": "user", "content": "What is the capital of France ?"}]}
+        hit = client.chat.completions.with_raw_response.create(**similar, temperature=0)
+        assert hit.headers["x-tokenledger-cache"] == "semantic"
+        unrelated = {**CHAT, "messages": [{"role": "user", "content": "How do I bake sourdough bread at home?"}]}
+        miss = client.chat.completions.with_raw_response.create(**unrelated, temperature=0)
+        assert "x-tokenledger-cache" not in miss.headers
+    assert len(simulator.requests) == 2
+    running.settle()
+    assert cache_savings(gw_ledger, since="1d")["by_kind"]["semantic"]["hits"] == 1
