@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+
 from alerts.conftest import Mailbox, Receiver, receiver, smtp_server  # noqa: F401  (real SMTP and HTTP receivers)
 from server.conftest import anyio_backend, api, auth, keys, server_ledger  # noqa: F401  (in-process API)
 

@@ -258,7 +258,9 @@ def test_focus_export(known):
 
 
 def test_focus_scoped_to_a_department(known):
-    rows = list(csv.DictReader(io.StringIO(export(known, "2026-10", fmt="focus", departments=["support"]).content.decode())))
+    rows = list(
+        csv.DictReader(io.StringIO(export(known, "2026-10", fmt="focus", departments=["support"]).content.decode()))
+    )
     assert rows and {json.loads(r["Tags"])["department"] for r in rows} == {"support"}
     assert sum(Decimal(r["BilledCost"]) for r in rows) == nanos_to_usd(_department_nanos(known, "support"))
 

@@ -86,6 +86,11 @@ MATRIX = [
     ("GET", "/api/gateway/policies", None, R),
     ("POST", "/api/gateway/policies", {"kind": "max_output_tokens", "params": {"max_output_tokens": 800}}, M),
     ("DELETE", "/api/gateway/policies/{policy}", None, M),
+    ("GET", "/api/reports/export?format=csv&period=2026-10", None, R),
+    ("GET", "/api/reports/schedules", None, M),
+    ("POST", "/api/reports/schedules", {"name": "{role}-s", "recurrence": "monthly", "format": "csv"}, M),
+    ("GET", "/api/reports/schedules/{schedule}/runs", None, M),
+    ("DELETE", "/api/reports/schedules/{schedule}", None, M),
 ]
 ROLES = ["admin", "finops", "department_head", "viewer", "ingest"]
 
@@ -137,6 +142,13 @@ async def test_every_route_for_every_role(api, keys, server_ledger, role):
         if "{key_id}" in path:
             made = await api.post("/api/keys", json={"role": "ingest"}, headers=admin)
             path = path.replace("{key_id}", made.json()["key_id"])
+        if "{schedule}" in path:
+            made = await api.post(
+                "/api/reports/schedules",
+                json={"name": f"x-{role}-{method}", "recurrence": "weekly", "format": "csv"},
+                headers=admin,
+            )
+            path = path.replace("{schedule}", str(made.json()["id"]))
         payload = None
         if body is not None:
             payload = (
