@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint typecheck bench assets clean
+.PHONY: install demo test lint typecheck bench bench-gateway assets clean
 ECHARTS_VERSION := 6.1.0
 ASSETS := src/tokenledger/server/dashboard/vendor
 
@@ -41,6 +41,10 @@ typecheck: $(STAMP)
 ## Benchmarks (results: docs/performance.md).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## Gateway latency/throughput vs the upstream simulator, LiteLLM's proxy side by side (installed into bench/.cache/).
+bench-gateway: $(STAMP)
+	$(BIN)/python bench/gateway.py --install-litellm
 
 ## Refresh the vendored chart library (Apache ECharts, from the npm registry, pinned; license kept).
 assets:
