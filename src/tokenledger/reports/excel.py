@@ -153,6 +153,7 @@ def _summary(workbook: Workbook, data: ReportData) -> None:
         data.breakdowns["by_model"],
         volumes=(("Requests", "requests"), ("Input tokens", "input_tokens"), ("Output tokens", "output_tokens")),
     )
+    _table(sheet, "Spend by agent", data.breakdowns["by_agent"])
     # Token types
     sheet.append([sheet.cell("Spend by token type", font=_BOLD)])
     sheet.header(["Token type", "Spend (USD)", "Tokens", "Exact cost (USD)"])

@@ -314,7 +314,9 @@ def claim_run(
                         updated_us=now_us,
                     )
                 )
-                return Claim(int(result.inserted_primary_key[0]), 1, {})
+                key = result.inserted_primary_key
+                assert key is not None
+                return Claim(int(key[0]), 1, {})
             if row.status in ("done", "failed"):
                 return None
             if row.lease_until_us is not None and row.lease_until_us > now_us:
@@ -509,6 +511,8 @@ def _run(ledger: Ledger, schedule: Schedule, period: Period, claim: Claim, http:
     retrying = [n for n, d in deliveries.items() if d["status"] == "retrying"]
     failed = [n for n, d in deliveries.items() if d["status"] == "failed"]
     now = ledger.clock()
+    lease_until: int | None
+    detail: str | None
     if retrying:
         status = "pending"
         lease_until = to_us(now) + int(_backoff_s(claim.attempts) * 1e6)
