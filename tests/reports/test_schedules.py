@@ -202,3 +202,28 @@ def test_schedule_validation_and_management(ledger, tmp_path):
     assert get_schedule(ledger.store, "a").departments == ("research",)
     delete_schedule(ledger.store, made.id)
     assert list_schedules(ledger.store) == []
+
+
+def test_the_server_sends_due_reports_in_the_background(channels, clock, smtp_server, tmp_path):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from tokenledger.server import create_app
+
+    ledger = channels
+    mailbox, _ = smtp_server
+    add_schedule(
+        ledger, name="served", recurrence="monthly", format="csv", channels=["finance-mail"], folder=str(tmp_path)
+    )
+    record_known_ledger(ledger)
+    clock.now = datetime(2026, 11, 1, 0, 1, tzinfo=UTC)
+    with TestClient(create_app(ledger, start_workers=True)):
+        deadline = time.monotonic() + 20
+        while not mailbox.envelopes and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(mailbox.envelopes) == 1
+    [(filename, content)] = _attachments(mailbox.messages()[0])
+    assert filename == "served-tokenledger-2026-10.csv" and content.startswith(b"department,cost_center")
+    [run] = list_runs(ledger.store)
+    assert run["status"] == "done"
