@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,22 +17,6 @@ from tokenledger.server import create_app
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SCREENSHOTS = os.environ.get("TOKENLEDGER_SCREENSHOTS")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        if IN_CI:
-            pytest.fail("CI=true but Debian's chromium is not installed (apt-get install -y chromium)")
-        pytest.skip("browser tests skipped: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
-        yield instance
-        instance.close()
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ accounting figure. Scenario factors are exact Decimals and are applied to the De
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -182,9 +183,14 @@ def _fit(values: np.ndarray, seasonal: bool) -> Any:
     return model.fit(method="least_squares", use_brute=False)
 
 
+_WARNINGS_LOCK = threading.Lock()
+
+
 def _simulate(values: np.ndarray, seasonal: bool, horizon: int, paths: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(mean forecast, simulated paths horizon x paths), both clipped at zero."""
-    with warnings.catch_warnings():
+    # catch_warnings swaps the process-wide filters: two server threads forecasting at once would
+    # restore each other's filters mid-fit, so one lock serialises the block.
+    with _WARNINGS_LOCK, warnings.catch_warnings():
         # Convergence and overflow chatter on short or flat series; the backtest is the judge.
         warnings.simplefilter("ignore")
         result = _fit(values, seasonal)
