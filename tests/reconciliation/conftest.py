@@ -79,3 +79,38 @@ def import_all(ledger: Ledger) -> dict:
     from tokenledger.insights.reconciliation import import_for_ledger
 
     return {kind: import_for_ledger(ledger, kind, FIXTURES / name) for kind, name in EXPORTS.items()}
+
+
+@pytest.fixture
+def receiver():
+    from alerts.conftest import Receiver
+
+    instance = Receiver().start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def role_keys(recon_ledger) -> dict[str, str]:
+    from tokenledger.access import create_key
+
+    made = {}
+    for role, departments in (("admin", ()), ("finops", ()), ("department_head", ("research",)), ("ingest", ())):
+        made[role], _ = create_key(recon_ledger.store, role=role, departments=departments, now=recon_ledger.clock())
+    return made
+
+
+@pytest.fixture
+async def recon_api(recon_ledger, role_keys):
+    import httpx
+
+    from tokenledger.server import create_app
+
+    app = create_app(recon_ledger, local_only=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        yield client

@@ -79,6 +79,8 @@ MATRIX = [
     ("GET", "/api/audit", None, M),
     ("GET", "/metrics", None, R),
     ("GET", "/api/stream?timeout_s=0.3", None, R),
+    ("POST", "/api/reconciliation/import/openai-costs", {"object": "page", "data": []}, M),
+    ("GET", "/api/reconciliation?since=7d", None, M),
     ("DELETE", "/api/budgets/spare?justification=done", None, M),
     ("DELETE", "/api/alerts/rules/spare-rule", None, M),
     ("DELETE", "/api/pricing/overrides/{override}", None, M),
