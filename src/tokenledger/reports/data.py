@@ -197,15 +197,10 @@ def scope_where(
 
 def _group(rows: list[tuple[tuple[Any, ...], list[int]]], index: Sequence[int]) -> dict[tuple[Any, ...], list[int]]:
     out: dict[tuple[Any, ...], list[int]] = {}
-    width = len(MEASURES)
     for keys, measures in rows:
-        key = tuple(keys[i] for i in index)
+        key = tuple([keys[i] for i in index])
         acc = out.get(key)
-        if acc is None:
-            out[key] = list(measures)
-        else:
-            for i in range(width):
-                acc[i] += measures[i]
+        out[key] = list(measures) if acc is None else [a + b for a, b in zip(acc, measures, strict=True)]
     return out
 
 
@@ -285,9 +280,14 @@ def build_report(
 
     d = {name: i for i, name in enumerate(DETAIL_KEYS)}
     breakdowns: dict[str, Breakdown] = {}
+    # One pass folds the days away; every breakdown but the daily trend is grouped from that
+    # (about thirty times smaller for a month).
+    undated_keys = DETAIL_KEYS[1:]
+    undated = list(_group(raw, [d[k] for k in undated_keys]).items())
+    u = {name: i for i, name in enumerate(undated_keys)}
 
-    def add(name: str, keys: tuple[str, ...], *, by_time: bool = False) -> None:
-        breakdowns[name] = _breakdown(name, keys, _group(raw, [d[k] for k in keys]), total_nanos, by_time=by_time)
+    def add(name: str, keys: tuple[str, ...]) -> None:
+        breakdowns[name] = _breakdown(name, keys, _group(undated, [u[k] for k in keys]), total_nanos, by_time=False)
 
     add("by_department", ("department",))
     add("by_cost_center", ("cost_center",))
@@ -301,7 +301,7 @@ def build_report(
     breakdowns["daily"] = _breakdown("daily", ("day",), daily, total_nanos, by_time=True)
     add("lines", ("department", "cost_center", "provider", "model"))
     if kind == "detailed":
-        add("detailed", DETAIL_KEYS, by_time=True)
+        breakdowns["detailed"] = _breakdown("detailed", DETAIL_KEYS, dict(raw), total_nanos, by_time=True)
     if kind == "chargeback":
         add("by_cost_center_detail", ("cost_center", "department", "project"))
     # Token types: the exact cost buckets the ledger stores with every event and rollup.
