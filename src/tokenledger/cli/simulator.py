@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
 
         import uvicorn
 
-        from ..gateway.simulator import create_simulator_app
+        from ..gateway.simulator import KEEP_ALIVE_S, create_simulator_app
 
         api_key = None
         if api_key_env:
@@ -44,4 +44,12 @@ def register(app: typer.Typer) -> None:
             f"simulator on http://{host}:{port}  (OpenAI base_url http://{host}:{port}/v1, "
             f"Anthropic base_url http://{host}:{port})"
         )
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=KEEP_ALIVE_S,
+        )

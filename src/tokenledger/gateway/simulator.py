@@ -75,6 +75,9 @@ DEFAULT_MAX_OUTPUT = 4096
 #: Embedding size when the request does not ask for ``dimensions``.
 DEFAULT_DIMENSIONS = 16
 MAX_BODY_BYTES = 32 * 1024 * 1024
+#: Idle keep-alive connections are kept this long (providers keep them for about a minute; uvicorn's
+#: default of 5 s would make clients' pooled connections go stale under bursty load).
+KEEP_ALIVE_S = 75
 
 MODELS_OPENAI = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "o3-mini", "o4-mini", "text-embedding-3-small")
 MODELS_ANTHROPIC = ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-opus-4-7")
@@ -1019,6 +1022,7 @@ def run_simulator_in_thread(host: str = "127.0.0.1", port: int = 0, **options: A
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=1,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="tokenledger-simulator", daemon=True)
