@@ -2,7 +2,7 @@
 proxy side by side in the same run. Results: docs/performance.md ("Gateway").
 
     python bench/gateway.py                         # direct, tokenledger gateway, LiteLLM (when installed)
-    python bench/gateway.py --no-litellm --rate 300 --seconds 12 --throughput-seconds 10
+    python bench/gateway.py --no-litellm --rate 20,300 --seconds 15 --throughput-seconds 10
     python bench/gateway.py --install-litellm       # first pip install 'litellm[proxy]' into bench/.cache/
 
 Every part runs in its own process on loopback (127.0.0.1): the upstream simulator
@@ -504,8 +504,42 @@ def wrk_throughput(work: Path, target: dict[str, Any], seconds: float, clients: 
     return result
 
 
-def throughput(work: Path, target: dict[str, Any], service: Service | None, spec: dict[str, Any]) -> dict[str, Any]:
+def summarize_profile(collapsed: Path, top: int = 80) -> dict[str, list[tuple[str, float]]]:
+    """Own and inclusive share of samples per function from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+
+    def ranked(table: dict[str, int]) -> list[tuple[str, float]]:
+        return [(f, round(100 * n / total, 1)) for f, n in sorted(table.items(), key=lambda kv: -kv[1])[:top]]
+
+    return {"samples": [("total", float(total))], "own_pct": ranked(own), "inclusive_pct": ranked(inclusive)}
+
+
+def throughput(
+    work: Path, target: dict[str, Any], service: Service | None, spec: dict[str, Any], profile: Path | None = None
+) -> dict[str, Any]:
     before = service.cpu() if service else 0.0
+    spy = None
+    if profile is not None and service is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        out = profile / f"{target['name']}-{'stream' if spec['stream'] else 'json'}"
+        spy = subprocess.Popen(
+            [str(VENV_BIN / "py-spy"), "record", "-p", str(service.proc.pid), "-r", "250", "--nonblocking"]
+            + ["-d", str(int(spec["seconds"])), "-f", "raw", "-o", f"{out}.txt"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     if shutil.which("wrk") and not spec["python_loadgen"]:
         result = wrk_throughput(work, target, spec["seconds"], spec["clients"], spec["stream"])
     else:
@@ -515,6 +549,12 @@ def throughput(work: Path, target: dict[str, Any], service: Service | None, spec
             spec["seconds"] + 120,
         )
         result = {"tool": "python", **run, "requests_per_s": round(run["requests"] / run["seconds"], 1)}
+    if spy is not None:
+        spy.wait(timeout=60)
+        collapsed = Path(f"{out}.txt")
+        if collapsed.exists():
+            result["profile"] = str(collapsed)
+            Path(f"{out}.summary.json").write_text(json.dumps(summarize_profile(collapsed), indent=1))
     if service:
         used = service.cpu() - before
         result["server_cpu_s"] = round(used, 2)
@@ -547,8 +587,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)
     parser.add_argument("--clients", type=int, default=100)
-    parser.add_argument("--rate", type=float, default=200.0, help="latency: offered requests/s per target")
-    parser.add_argument("--seconds", type=float, default=12.0, help="latency: measured seconds per target and mode")
+    parser.add_argument(
+        "--rate", default="20,200", help="latency: offered requests/s per target (comma-separated: one run each)"
+    )
+    parser.add_argument("--seconds", type=float, default=15.0, help="latency: measured seconds per target and mode")
     parser.add_argument("--slice", type=float, default=2.0, help="latency: seconds per round-robin slice")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--throughput-seconds", type=float, default=10.0)
@@ -558,6 +600,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--litellm-workers", type=int, default=1)
     parser.add_argument("--python-loadgen", action="store_true", help="throughput without wrk")
     parser.add_argument("--no-gateway", action="store_true", help="only the simulator (and LiteLLM)")
+    parser.add_argument("--profile", type=Path, help="py-spy the gateway and LiteLLM during throughput into DIR")
+    parser.add_argument("--only", choices=["latency", "throughput"], help="run one kind of phase")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, ledger)")
     args = parser.parse_args(argv)
     if args.loadgen:
@@ -610,27 +654,29 @@ def main(argv: list[str] | None = None) -> int:
             t["port"] = int(t["url"].rsplit(":", 1)[1])
         pids = {t["name"]: [by_name[t["name"]].proc.pid] for t in targets if by_name.get(t["name"])}
         rounds = max(1, round(args.seconds / args.slice))
-        spec = {
-            "kind": "latency",
-            "targets": targets,
-            "clients": args.clients,
-            "rate": args.rate,
-            "slice_s": args.slice,
-            "rounds": rounds,
-            "warmup_s": args.warmup,
-            "modes": [False, True],
-            "pids": pids,
-        }
-        budget = deadline - time.monotonic()
-        report["latency"] = run_loadgen(work, spec, timeout=min(budget, 600))
-        for result in report["latency"].values():
-            direct = result.get("direct", {})
-            for name in ("gateway", "litellm"):
-                if name in result and result[name].get("n") and direct.get("n"):
-                    result[name]["added_p50_ms"] = round(result[name]["p50_ms"] - direct["p50_ms"], 3)
-                    result[name]["added_p99_ms"] = round(result[name]["p99_ms"] - direct["p99_ms"], 3)
+        report["latency"] = {}
+        for rate in [float(r) for r in str(args.rate).split(",")] if args.only != "throughput" else []:
+            spec = {
+                "kind": "latency",
+                "targets": targets,
+                "clients": args.clients,
+                "rate": rate,
+                "slice_s": args.slice,
+                "rounds": rounds,
+                "warmup_s": args.warmup,
+                "modes": [False, True],
+                "pids": pids,
+            }
+            budget = deadline - time.monotonic()
+            for mode, result in run_loadgen(work, spec, timeout=min(budget, 900)).items():
+                direct = result.get("direct", {})
+                for name in ("gateway", "litellm"):
+                    if name in result and result[name].get("n") and direct.get("n"):
+                        result[name]["added_p50_ms"] = round(result[name]["p50_ms"] - direct["p50_ms"], 3)
+                        result[name]["added_p99_ms"] = round(result[name]["p99_ms"] - direct["p99_ms"], 3)
+                report["latency"][f"{mode}@{rate:g}/s"] = result
         report["throughput"] = {}
-        for stream in (False, True):
+        for stream in (False, True) if args.only != "latency" else ():
             mode = "stream" if stream else "json"
             report["throughput"][mode] = {}
             for t in targets:
@@ -643,7 +689,8 @@ def main(argv: list[str] | None = None) -> int:
                     "stream": stream,
                     "python_loadgen": args.python_loadgen,
                 }
-                report["throughput"][mode][t["name"]] = throughput(work, t, by_name.get(t["name"]), tspec)
+                profile = args.profile if t["name"] in ("gateway", "litellm") else None
+                report["throughput"][mode][t["name"]] = throughput(work, t, by_name.get(t["name"]), tspec, profile)
                 time.sleep(1)
         report["machine"]["load_average_at_end"] = os.getloadavg()
     finally:
@@ -672,7 +719,7 @@ def print_table(report: dict[str, Any]) -> None:
     for note in report["notes"]:
         print(f"note: {note}")
     for mode, result in report.get("latency", {}).items():
-        what = "time to first byte" if mode == "stream" else "full response"
+        what = "time to first byte" if mode.startswith("stream") else "full response"
         print(f"\nlatency, {mode} ({what}); load generator CPU {result['loadgen_cpu_s']} s")
         header = f"{'target':<10}{'n':>7}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'+p50':>9}{'+p99':>9}"
         print(header + f"{'err':>6}{'cpu us/req':>12}")
