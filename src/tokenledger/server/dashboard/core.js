@@ -97,6 +97,15 @@ export async function api(path, params = {}, options = {}) {
   return body;
 }
 
+/** GET shared by the panels of one render (the same trend or budget status is asked for twice) */
+const shared = new Map();
+export function apiShared(path, params = {}) {
+  const key = path + "?" + JSON.stringify(params);
+  if (!shared.has(key)) shared.set(key, api(path, params).catch((error) => { shared.delete(key); throw error; }));
+  return shared.get(key);
+}
+export function newRender() { shared.clear(); }
+
 /** a file download through fetch (so the API key header is sent); returns the saved file name */
 export async function download(path, params) {
   const url = new URL(path, location.origin);

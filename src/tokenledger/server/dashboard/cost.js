@@ -3,7 +3,7 @@
    Panels added for issue 6 live in insights.js (forecast scenarios, anomaly timeline, matrices,
    pricing and TCO, provider shift) and actions.js (export, schedules, alerts, experiments, gateway). */
 
-import { api, axisMoney, can, chart, chartError, charts, decimals, dialog, esc, families, hooks, loading, me, money,
+import { api, apiShared, newRender, axisMoney, can, chart, chartError, charts, decimals, dialog, esc, families, hooks, loading, me, money,
   rangeParams, rates, setState, state, table, toast, whereParams, writeState } from "./core.js";
 import { anomalyMarkers, fillModelChoices, insightTasks, wireInsights } from "./insights.js";
 import { actionTasks, applyButton, prepareActions, wireActions } from "./actions.js";
@@ -12,6 +12,7 @@ import { actionTasks, applyButton, prepareActions, wireActions } from "./actions
 // rendering
 
 async function render() {
+  newRender();
   syncControls();
   crumbs();
   document.getElementById("agent-detail").classList.toggle("hidden", !state.agent);
@@ -55,7 +56,7 @@ async function kpis() {
 async function budgets() {
   const el = document.getElementById("budgets");
   try {
-    const [status, pending] = await Promise.all([api("/api/budget/status"), api("/api/approvals", { status: "pending" })]);
+    const [status, pending] = await Promise.all([apiShared("/api/budget/status"), api("/api/approvals", { status: "pending" })]);
     const canWrite = can("budgets.write");
     document.getElementById("new-budget").classList.toggle("hidden", !canWrite);
     if (!status.length) { el.innerHTML = '<div class="state">No budgets yet.</div>'; return; }
@@ -85,8 +86,8 @@ async function total() {
     if (state.agent) params.agent = state.agent;
     else if (state.department.length === 1) params.department = state.department[0];
     const [history, forecasts, status] = await Promise.all([
-      api("/api/charts/trend", { ...rangeParams(), where: whereParams(state.agent ? { agent: state.agent } : {}), by: "provider" }),
-      api("/api/forecast", params), api("/api/budget/status"),
+      apiShared("/api/charts/trend", { ...rangeParams(), where: whereParams(state.agent ? { agent: state.agent } : {}), by: "provider" }),
+      apiShared("/api/forecast", params), apiShared("/api/budget/status"),
     ]);
     const actual = history.days.map((_, i) => history.series.reduce((sum, s) => sum + Number(s.points[i]), 0));
     const f = forecasts.forecasts[0] || { points: [] };
@@ -124,7 +125,7 @@ async function trend() {
   loading("c-trend");
   try {
     const [data, marks] = await Promise.all([
-      api("/api/charts/trend", { ...rangeParams(), where: whereParams(state.agent ? { agent: state.agent } : {}), by: state.by }),
+      apiShared("/api/charts/trend", { ...rangeParams(), where: whereParams(state.agent ? { agent: state.agent } : {}), by: state.by }),
       anomalyMarkers()]);
     const top = data.days.map((_, i) => data.series.reduce((sum, s) => sum + Number(s.points[i]), 0));
     const points = marks.filter((a) => data.days.includes(a.day)).map((a) => ({
@@ -167,6 +168,7 @@ async function sunburst() {
     c.setOption({ tooltip: { formatter: (p) => `${esc(p.name)}: ${money(p.value)}` },
       series: [{ type: "sunburst", radius: [0, "95%"], data: treeValues(data.children), label: { rotate: "radial", minAngle: 8 },
         levels: [{}, { r0: "0%", r: "30%" }, { r0: "30%", r: "60%" }, { r0: "60%", r: "80%" }, { r0: "80%", r: "95%", label: { show: false } }] }] }, true);
+    document.getElementById("c-sunburst").dataset.renderedAt = String(Date.now());
     c.off("click");
     c.on("click", (p) => {
       const depth = (p.treePathInfo || []).length - 1;
@@ -452,12 +454,15 @@ async function start() {
     const currencies = await api("/api/currencies");
     Object.assign(rates, currencies.rates); Object.assign(decimals, currencies.decimals);
     document.getElementById("currency").innerHTML = Object.keys(rates).map((c) => `<option>${c}</option>`).join("");
-    await Promise.all([fillOptions(), fillModelChoices(), prepareActions()]);
+    await prepareActions();
   } catch (error) {
     if (error.status === 401) { document.getElementById("key-button").click(); return; }
     toast("Could not reach the API: " + error.message, "critical");
   }
-  await render();
+  // the option lists load beside the first render (a family filter in the URL needs its models first)
+  const options = Promise.all([fillOptions(), fillModelChoices()]).then(syncControls, (error) => toast("Could not load the filter lists: " + error.message, "critical"));
+  if (state.family) await options;
+  await Promise.all([render(), options]);
 }
 
 wireControls();

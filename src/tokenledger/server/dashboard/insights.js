@@ -3,7 +3,7 @@
    cost-performance matrix (3.14), the "move X% to provider B" estimator (3.6) and the model pricing
    table with its TCO calculator (3.17). Every figure comes from the server, computed exactly. */
 
-import { api, axisMoney, can, chart, chartError, charts, dialog, esc, hooks, loading, money, pct, rangeParams, setState, state,
+import { api, apiShared, axisMoney, can, chart, chartError, charts, dialog, esc, hooks, loading, money, pct, rangeParams, setState, state,
   table, toast, whereParams, writeState } from "./core.js";
 
 const $ = (id) => document.getElementById(id);
@@ -121,7 +121,7 @@ hooks.refreshAnomalies = () => { anomalyFetch = null; return timeline(); };
 // 3.13 forecast with scenarios and budget runway
 
 function scenarioParams() {
-  const p = { horizon: $("sc-horizon").value };
+  const p = { horizon: Number($("sc-horizon").value) };
   if (state.agent) p.agent = state.agent;
   else if (state.department.length === 1) p.department = state.department[0];
   return p;
@@ -138,7 +138,8 @@ async function scenarios(event) {
       scenario.switch_from = $("sc-from").value; scenario.switch_to = $("sc-to").value;
       scenario.switch_share = String(Number($("sc-share").value || "100") / 100);
     }
-    const [baseline, adjusted] = await Promise.all([api("/api/forecast", base), api("/api/forecast", scenario)]);
+    const baseline = await apiShared("/api/forecast", base);
+    const adjusted = await api("/api/forecast", scenario);
     const b = baseline.forecasts[0], s = adjusted.forecasts[0];
     if (!b || !b.model) { chartError("c-scenario", new Error(b ? b.reason : "no forecast for this scope")); out.innerHTML = ""; return; }
     const days = b.points.map((p) => p.day);
@@ -177,7 +178,7 @@ async function scenarios(event) {
 async function runway() {
   const el = $("runway");
   try {
-    const status = await api("/api/budget/status");
+    const status = await apiShared("/api/budget/status");
     const scope = state.department.length === 1 ? `department=${state.department[0]}` : "org";
     const budget = status.find((b) => b.scope === scope) || (scope === "org" ? null : null);
     if (!budget) { el.innerHTML = `<div class="label">Budget runway</div><div class="value">–</div><div class="sub">no budget on ${esc(scope)}</div>`; return; }
