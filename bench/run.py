@@ -223,6 +223,56 @@ def build_ledger(events: int) -> Path:
     return path
 
 
+def _regroup(fleet_seed: int, departments: int) -> dict[str, tuple[str, str]]:
+    """agent -> (department, cost center): the demo's ~200 agents regrouped into ``departments``.
+
+    Each demo department is split into sub-departments (``engineering-1``, ``engineering-2``...) in
+    proportion to its agents (largest remainder, at least one each), so the bench ledger has the
+    issue's "50 departments x 200 agents" shape with the demo's realistic traffic.
+    """
+    from tokenledger.demo import build_fleet
+
+    fleet = build_fleet(fleet_seed)
+    names = [d.name for d in fleet.departments]
+    agents = {name: [a for a in fleet.agents if a.department == name] for name in names}
+    quotas = {name: departments * len(agents[name]) / len(fleet.agents) for name in names}
+    split = {name: max(1, int(q)) for name, q in quotas.items()}
+    for name in sorted(names, key=lambda n: split[n] - quotas[n])[: max(0, departments - sum(split.values()))]:
+        split[name] += 1
+    out = {}
+    for i, name in enumerate(names):
+        for j, agent in enumerate(agents[name]):
+            out[agent.name] = (f"{name}-{j % split[name] + 1}", f"CC-{1001 + i}-{j % split[name] + 1}")
+    out["infra-billing"] = ("platform-1", "CC-infra")  # the demo's dollar-priced line items
+    return out
+
+
+def build_insights_ledger(events: int, departments: int = 50, seed: int = 7) -> Path:
+    """The demo fleet over 90 days with its agents regrouped into ``departments`` departments (cached)."""
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"insights-{departments}d-{events}.db"
+    if path.exists():
+        return path
+    print(f"building a {events:,}-event {departments}-department ledger in {path} ...", flush=True)
+    work = Path(tempfile.mkdtemp(dir=CACHE))
+    source = work / "usage.jsonl"
+    regroup = _regroup(seed, departments)
+    with open(source, "w") as handle:
+        for event in generate(DemoSpec(seed=seed, days=90, events=events, end=END)):
+            event["department"], event["cost_center"] = regroup[event["agent"]]
+            handle.write(json.dumps(event, separators=(",", ":")) + "\n")
+    partial = work / "ledger.db"
+    ledger = Ledger(settings=Settings(database_url=f"sqlite:///{partial}", spool_dir=work / "spool"), background=False)
+    start = time.perf_counter()
+    result = ingest_files(ledger, [source])
+    ledger.close()
+    print(f"  ingested {result.accepted:,} in {time.perf_counter() - start:.0f}s", flush=True)
+    source.unlink()
+    partial.rename(path)
+    shutil.rmtree(work, ignore_errors=True)
+    return path
+
+
 def bench_query(args: argparse.Namespace) -> None:
     """30-day `costs --by department,model` latency over demo ledgers of 1M and 10M events."""
     runs = []
@@ -428,6 +478,48 @@ def bench_api(args: argparse.Namespace) -> None:
     save("api", results)
 
 
+# -- reports ---------------------------------------------------------------------------------------
+
+
+def bench_reports(args: argparse.Namespace) -> None:
+    """A month's report (October, the last full month of the demo ledger) in every format."""
+    from tokenledger.reports import export
+
+    runs = []
+    now = END + timedelta(days=1)
+    for size in args.sizes:
+        path = build_ledger(size)
+        settings = Settings(database_url=f"sqlite:///{path}", spool_dir=path.parent / "spool")
+        with Ledger(settings=settings, background=False, clock=lambda now=now: now) as ledger:
+            for fmt, kind in (
+                ("xlsx", "summary"),
+                ("xlsx", "detailed"),
+                ("pdf", "summary"),
+                ("csv", "detailed"),
+                ("focus", "summary"),
+            ):
+                timings = []
+                for _ in range(max(1, min(args.repeat, 3))):
+                    start = time.perf_counter()
+                    made = export(ledger, "2026-10", fmt=fmt, kind=kind)
+                    timings.append(time.perf_counter() - start)
+                assert made.data is not None
+                runs.append(
+                    {
+                        "events": size,
+                        "format": fmt,
+                        "kind": kind,
+                        "requests_in_month": made.data.measure("requests"),
+                        "detail_lines": len(made.data.detail.lines),
+                        "bytes": len(made.content),
+                        "best_s": round(min(timings), 2),
+                        "max_s": round(max(timings), 2),
+                    }
+                )
+                print(runs[-1], flush=True)
+    save("reports", {"period": "2026-10 (a full month of the 90-day demo ledger)", "runs": runs})
+
+
 def _demo_lines(events: int) -> list[str]:
     return [json.dumps(e) for e in generate(DemoSpec(seed=11, days=30, events=events, end=END))]
 
@@ -451,6 +543,7 @@ def main(argv: list[str] | None = None) -> None:
             "query": bench_query,
             "budgets": bench_budgets,
             "api": bench_api,
+            "reports": bench_reports,
         }
         benches[name](args)
 

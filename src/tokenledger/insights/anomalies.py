@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -51,6 +50,7 @@ from decimal import Decimal
 from statistics import median
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlalchemy import Connection, insert, select, update
 
 from ..errors import InvalidInput, NotFound
@@ -98,7 +98,11 @@ _TRANSITIONS = {
 }
 _STEP = {"day": DAY_US, "hour": HOUR_US}
 _SEASON = {"day": 7, "hour": 168}  # points per week
+#: Window lengths scanned, in points: up to three days.
+_LENGTHS = {"day": (1, 2, 3)}
+_MIN_CALLS = 10  # calls a window needs on both sides for its tokens per request to count
 _TIE = 0.15  # explained shares this close count as a tie, broken by dimension
+_DEARER = 1.5  # cost per request, relative to the scope's baseline, that marks a dearer slice
 _MAX_CAUSES = 5
 
 
@@ -109,10 +113,12 @@ class DetectorConfig:
     weeks: int = 4  # same-weekday references
     min_weeks: int = 2  # fewer references than this: no expectation, no detection
     min_score: float = 0.8
-    min_ratio: float = 1.25  # actual / expected spend
-    min_impact_share: float = 0.005  # of the fleet's median daily spend
+    min_ratio: float = 1.5  # actual / expected spend of the window
+    min_impact_share: float = 0.001  # of the fleet's median daily spend, per day of window (at least one)
     min_requests: float = 24.0  # median calls per day (pro rata per hour) a series needs to be scored
     scale_floor: float = 0.1  # floor of the log-residual scale (10%)
+    z_min: float = 4.0  # robust z a driver of the spend (requests, tokens, a model's requests...) must reach
+    z_spend: float = 1.5  # robust z the spend itself must reach (a confirmation: spend is heavy-tailed)
     z_half: float = 3.0  # the robust z that scores 0.5
 
 
@@ -227,56 +233,96 @@ def _series(
     return out
 
 
-def _expected(values: Sequence[int], season: int, weeks: int, min_weeks: int) -> list[float | None]:
-    """Same point of the trailing weeks, each scaled by the change of the trailing-week level."""
-    n = len(values)
-    prefix = [0]
-    for v in values:
-        prefix.append(prefix[-1] + v)
-
-    def level(t: int) -> float | None:  # mean of the week before point t
-        return (prefix[t] - prefix[t - season]) / season if t >= season else None
-
-    born = next((i for i, v in enumerate(values) if v > 0), n)  # no references before the data starts
-    out: list[float | None] = []
-    for i in range(n):
-        refs = []
-        now_level = level(i)
-        for j in range(1, weeks + 1):
-            k = i - season * j
-            if k < born:
-                break
-            then_level = level(k)
-            factor = 1.0
-            if now_level and then_level:
-                factor = min(2.0, max(0.5, now_level / then_level))
-            refs.append(values[k] * factor)
-        out.append(median(refs) if len(refs) >= min_weeks else None)
+def _sums(x: np.ndarray, length: int) -> np.ndarray:
+    """Sum of the ``length`` points ending at each index (NaN before a full window)."""
+    out = np.full(len(x), np.nan)
+    if length <= len(x):
+        c = np.concatenate(([0.0], np.cumsum(x, dtype=float)))
+        out[length - 1 :] = c[length:] - c[:-length]
     return out
+
+
+def _expected(x: np.ndarray, length: int, season: int, born: int, config: DetectorConfig) -> np.ndarray:
+    """Expected sum of each ``length``-point window ending at index t (NaN: too little history).
+
+    The median of the same window 1..``weeks`` weeks earlier, each scaled by how the series' level
+    (its mean over the week before the window) has moved since, clipped to [0.5, 2]: the weekly
+    profile (weekday, hour of week) with a robust trend adjustment.
+    """
+    n = len(x)
+    window = _sums(x, length)
+    level = _sums(x, season) / season  # level[t]: mean of the week ending at t
+    t = np.arange(n)
+    refs = np.full((config.weeks, n), np.nan)
+    for j in range(1, config.weeks + 1):
+        k = t - j * season
+        ok = k - length + 1 >= born
+        then = np.where(ok, window[np.clip(k, 0, n - 1)], np.nan)
+        now_level = level[np.clip(t - length, 0, n - 1)]
+        then_level = level[np.clip(k - length, 0, n - 1)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.clip(now_level / then_level, 0.5, 2.0)
+        factor = np.where((k - length >= season - 1) & np.isfinite(factor), factor, 1.0)
+        refs[j - 1] = then * factor
+    # Median of the valid references (NaNs sort last), without numpy's slow masked nanmedian.
+    count = np.sum(~np.isnan(refs), axis=0)
+    ordered = np.sort(refs, axis=0)
+    columns = np.arange(n)
+    low = ordered[np.maximum(count - 1, 0) // 2, columns]
+    high = ordered[count // 2 - (count == 0), columns]
+    return np.where(count >= config.min_weeks, (low + high) / 2, np.nan)
+
+
+def _dispersion(actual: np.ndarray, expected: np.ndarray) -> float:
+    """How many times noisier than Poisson a count series is (>= 1): calls come in sessions.
+
+    The robust variance of the Pearson residuals ``(actual - expected) / sqrt(expected)``; a
+    Poisson series gives about 1, a series whose calls come in runs of ~k calls about k.
+    """
+    ok = ~np.isnan(expected) & ~np.isnan(actual) & (np.nan_to_num(expected) > 0)
+    if ok.sum() < 7:
+        return 1.0
+    pearson = (actual[ok] - expected[ok]) / np.sqrt(expected[ok])
+    spread = 1.4826 * float(np.median(np.abs(pearson - np.median(pearson))))
+    return max(1.0, spread**2)
 
 
 def _robust_z(
-    values: Sequence[int], expected: Sequence[float | None], first: int, floor: float, *, counts: bool
-) -> dict[int, float]:
-    """Robust z of ``log(actual / expected)`` per point; counts also get a Poisson floor."""
-    positives = sorted(v for v in values if v > 0)
-    if not positives:
-        return {}
-    eps = max(5.0, 0.05 * positives[len(positives) // 2]) if counts else 0.05 * positives[len(positives) // 2] + 1
-    residuals: dict[int, float] = {}
-    for i in range(first, len(values)):
-        e = expected[i]
-        if e is not None:
-            residuals[i] = math.log((values[i] + eps) / (e + eps))
-    if len(residuals) < 7:
-        return {}
-    center = median(residuals.values())
-    scale = max(1.4826 * median(abs(r - center) for r in residuals.values()), floor)
-    out = {}
-    for i, r in residuals.items():
-        local = max(scale, 1 / math.sqrt((expected[i] or 0) + eps)) if counts else scale
-        out[i] = (r - center) / local
-    return out
+    actual: np.ndarray,
+    expected: np.ndarray,
+    floor: float,
+    *,
+    counts: bool,
+    dispersion: float = 1.0,
+    weights: np.ndarray | None = None,
+    min_ratio: float = 1.0,
+) -> np.ndarray:
+    """Robust z of ``log(actual / expected)``: centred on the median residual, scaled by 1.4826 x MAD.
+
+    Counts (requests) also get an overdispersed-Poisson floor on the scale,
+    ``sqrt(dispersion / expected)``, so a handful of calls (or one long session) in a quiet window
+    is not an alarm.
+    """
+    ok = ~np.isnan(expected) & ~np.isnan(actual)
+    z = np.zeros(len(actual))
+    if ok.sum() < 7:
+        return z
+    positive = actual[ok & (actual > 0)]
+    if not len(positive):
+        return z
+    eps = max(2.0, 0.05 * float(np.median(positive))) if counts else 0.05 * float(np.median(positive))
+    residual = np.log((actual[ok] + eps) / (expected[ok] + eps))
+    center = float(np.median(residual))
+    if weights is not None:  # a mean of n draws: its residual times sqrt(n) has a common scale
+        scaled = (residual - center) * np.sqrt(weights[ok])
+        z[ok] = scaled / max(1.4826 * float(np.median(np.abs(scaled - np.median(scaled)))), floor)
+    else:
+        scale = max(1.4826 * float(np.median(np.abs(residual - center))), floor)
+        local = np.maximum(scale, np.sqrt(dispersion / (expected[ok] + eps))) if counts else scale
+        z[ok] = (residual - center) / local
+    if min_ratio > 1.0:  # a driver counts only when it moved materially itself
+        z[ok] = np.where(actual[ok] >= min_ratio * expected[ok], z[ok], np.minimum(z[ok], 0.0))
+    return z
 
 
 def _score(z: float, z_half: float) -> float:
@@ -290,50 +336,178 @@ class _Window:
     expected: float
     actual: int
     score: float
+    z: float
+
+
+@dataclass
+class _Evidence:
+    """One window length over one scope: spend actual/expected, its robust z, and each driver's z."""
+
+    actual: np.ndarray
+    expected: np.ndarray
+    z_cost: np.ndarray
+    drivers: dict[str, np.ndarray]
+    dispersion: float
+
+    @property
+    def z_driver(self) -> np.ndarray:
+        return np.max(np.vstack(list(self.drivers.values())), axis=0)
+
+
+def _evidence(
+    series: Mapping[str, Sequence[int]],
+    models: Mapping[str, Mapping[str, Sequence[int]]],
+    length: int,
+    season: int,
+    config: DetectorConfig,
+) -> _Evidence:
+    cost = np.asarray(series["cost"], dtype=float)
+    requests = np.asarray(series["requests"], dtype=float)
+    tokens = np.asarray(series["tokens"], dtype=float)
+    nonzero = np.flatnonzero(requests > 0)
+    born = int(nonzero[0]) if len(nonzero) else len(requests)
+    actual = _sums(cost, length)
+    expected = _expected(cost, length, season, born, config)
+    z_cost = _robust_z(actual, expected, config.scale_floor, counts=False)
+    sums = {"requests": _sums(requests, length), "tokens": _sums(tokens, length)}
+    expect = {"requests": _expected(requests, length, season, born, config)}
+    expect["tokens"] = _expected(tokens, length, season, born, config)
+    dispersion = _dispersion(sums["requests"], expect["requests"])
+    floor = config.scale_floor
+    moved = config.min_ratio
+    drivers = {
+        "requests": _robust_z(
+            sums["requests"], expect["requests"], floor, counts=True, dispersion=dispersion, min_ratio=moved
+        )
+    }
+    # Tokens per request (a prompt regression, lost cache hits): only where both windows hold
+    # enough calls for their mean to mean something. Its noise shrinks with the calls averaged
+    # (a mean of n heavy-tailed token counts), so residuals are standardized by sqrt(n) first.
+    calls = np.fmin(sums["requests"], expect["requests"])
+    enough = np.nan_to_num(calls) >= _MIN_CALLS
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_request = np.where(enough, sums["tokens"] / sums["requests"], np.nan)
+        per_request_expected = np.where(enough, expect["tokens"] / expect["requests"], np.nan)
+    drivers["tokens_per_request"] = _robust_z(
+        per_request, per_request_expected, floor, counts=False, weights=calls, min_ratio=moved
+    )
+    for name, model in models.items():
+        values = np.asarray(model["requests"], dtype=float)
+        drivers[f"model:{name}"] = _robust_z(
+            _sums(values, length),
+            _expected(values, length, season, born, config),
+            floor,
+            counts=True,
+            dispersion=dispersion,
+            min_ratio=moved,
+        )
+    return _Evidence(actual, expected, z_cost, drivers, dispersion)
 
 
 def _flag(
     series: Mapping[str, Sequence[int]],
-    models: Sequence[Mapping[str, Sequence[int]]],
+    models: Mapping[str, Mapping[str, Sequence[int]]],
     first: int,
     config: DetectorConfig,
     season: int,
+    lengths: Sequence[int],
     min_impact: float,
 ) -> list[_Window]:
-    """Windows of consecutive flagged points at index ``>= first``.
+    """Anomaly windows (point indexes ``>= first``) of one scope: a multi-scale scan.
 
-    Spend is heavy-tailed (one long research call on a premium model costs a thousand triage
-    calls), so the evidence is the strongest robust z among spend and its drivers: requests,
-    tokens, and the requests of each model (a model switch); a point is flagged when that evidence
-    scores ``min_score`` *and* spend itself rose materially (``min_ratio`` and ``min_impact``).
+    Every window of each length in ``lengths`` (1-3 days, or 1-72 hours) ending at each point is
+    compared with its expectation from the weekly profile, and scored with the robust z of its log
+    ratio against the scale of *that window length* on this series (a day's spend is steadier than
+    an hour's). Spend is heavy-tailed (one long research call on a premium model costs a thousand
+    triage calls), so spend itself only has to confirm the change (``min_ratio``, ``min_impact``,
+    robust z >= ``z_spend``); the evidence is the strongest *driver*: the requests, the tokens,
+    the tokens per request, or the requests of one model (a model switch), whose robust z must
+    reach ``z_min``. Flagged windows are then picked greedily, best evidence first, skipping any
+    that overlaps one already picked: each pick is one anomaly, the window that best frames it.
     """
-    cost = series["cost"]
-    expected_cost = _expected(cost, season, config.weeks, config.min_weeks)
-    signals = [_robust_z(cost, expected_cost, first, config.scale_floor, counts=False)]
-    for name in ("requests", "tokens"):
-        values = series[name]
-        expected = _expected(values, season, config.weeks, config.min_weeks)
-        signals.append(_robust_z(values, expected, first, config.scale_floor, counts=name == "requests"))
-    for model in models:
-        values = model["requests"]
-        expected = _expected(values, season, config.weeks, config.min_weeks)
-        signals.append(_robust_z(values, expected, first, config.scale_floor, counts=True))
-    windows: list[_Window] = []
-    for i, z_cost in signals[0].items():
-        e = expected_cost[i] or 0.0
-        if cost[i] < config.min_ratio * e or cost[i] - e < min_impact:
+    per_day = season / 7
+    n = len(series["cost"])
+    ends = np.arange(n)
+    candidates: list[tuple[float, int, int, float]] = []  # (-evidence, start, end, expected)
+    for length in lengths:
+        if first + length > n:
             continue
-        z = max(z_cost, *(signal.get(i, 0.0) for signal in signals[1:]))
-        score = _score(z, config.z_half)
-        if score < config.min_score:
+        ev = _evidence(series, models, length, season, config)
+        actual, expected = ev.actual, np.nan_to_num(ev.expected)
+        with np.errstate(invalid="ignore"):
+            possible = (
+                (ends - length + 1 >= first)
+                & ~np.isnan(ev.expected)
+                & (actual >= config.min_ratio * expected)
+                & (actual - expected >= min_impact * max(1.0, length / per_day))
+                & (ev.z_cost >= config.z_spend)
+            )
+        if not possible.any():
             continue
-        last = windows[-1] if windows else None
-        if last is not None and last.end == i:
-            last.end, last.expected, last.actual = i + 1, last.expected + e, last.actual + cost[i]
-            last.score = max(last.score, score)
-        else:
-            windows.append(_Window(i, i + 1, e, cost[i], score))
-    return windows
+        z_driver = ev.z_driver
+        for t in np.flatnonzero(possible & (z_driver >= config.z_min)):
+            candidates.append((-float(z_driver[t]), int(t) - length + 1, int(t) + 1, float(expected[t])))
+    picked: list[_Window] = []
+    for neg, start, end, expected_sum in sorted(candidates):
+        if any(start < w.end and w.start < end for w in picked):
+            continue
+        score = _score(-neg, config.z_half)
+        if score >= config.min_score:
+            exact = sum(series["cost"][start:end])  # exact nano-USD, not the float window sum
+            picked.append(_Window(start, end, expected_sum, exact, score, -neg))
+    return sorted(picked, key=lambda w: w.start)
+
+
+def _refine(
+    store: Store,
+    scope: Mapping[str, str],
+    window: _Window,
+    day0_us: int,
+    bounds: tuple[int, int],
+    config: DetectorConfig,
+) -> tuple[int, int, float, int] | None:
+    """Hour-precise bounds of a day-level window: (start_us, end_us, expected, actual nanos).
+
+    The hourly spend of the scope from a day before to a day after the window is compared with its
+    hour-of-week expectation (the same hour of the trailing weeks, trend-scaled); the bounds are
+    the contiguous hours with the largest summed excess (maximum subarray). None when no hour
+    stands out. The expectation reported is the plain one (not the halfway margin).
+    """
+    lo_us = max(day0_us + (window.start - 1) * DAY_US, bounds[0])
+    hi_us = min(day0_us + (window.end + 1) * DAY_US, bounds[1])
+    first_us = lo_us - (config.weeks + 1) * 7 * DAY_US
+    where = {k: [v] for k, v in scope.items()}
+    n = (hi_us - first_us) // HOUR_US
+    exact = [0] * n
+    for row in grouped_costs(store, ["hour"], first_us, hi_us, where or None):
+        i = (int(row.keys[0]) - first_us) // HOUR_US
+        if 0 <= i < n:
+            exact[i] += int(row.measures["cost_nanos"])
+    cost = np.asarray(exact, dtype=float)
+    nonzero = np.flatnonzero(cost > 0)
+    born = int(nonzero[0]) if len(nonzero) else n
+    expected = _expected(cost, 1, _SEASON["hour"], born, config)
+    first = (lo_us - first_us) // HOUR_US
+    # Hourly spend is right-skewed, so a median undershoots its mean: calibrate the expectation on
+    # the hours before the region (their excess sums to zero), or every hour would look like excess.
+    history = ~np.isnan(expected[:first])
+    if history.any() and np.sum(expected[:first][history]) > 0:
+        expected = expected * (np.sum(cost[:first][history]) / np.sum(expected[:first][history]))
+    # An hour adds to the window only beyond halfway to ``min_ratio`` (noise around the expectation
+    # must not stretch the bounds).
+    excess = cost[first:] - (1 + (config.min_ratio - 1) / 2) * np.nan_to_num(expected[first:])
+    best, best_range, run, run_start = 0.0, None, 0.0, 0
+    for i, x in enumerate(excess):  # Kadane: the contiguous hours with the largest excess
+        if run <= 0:
+            run, run_start = 0.0, i
+        run += x
+        if run > best:
+            best, best_range = run, (run_start, i + 1)
+    if best_range is None:
+        return None
+    a, b = first + best_range[0], first + best_range[1]
+    actual = sum(exact[a:b])
+    return first_us + a * HOUR_US, first_us + b * HOUR_US, float(np.nan_to_num(expected[a:b]).sum()), actual
 
 
 def detect(
@@ -346,12 +520,16 @@ def detect(
     config: DetectorConfig | None = None,
     explain_causes: bool = True,
 ) -> list[Anomaly]:
-    """Find anomalies (not stored) in the complete days (hours) from ``since`` to ``now``."""
+    """Find anomalies (not stored) in the complete days from ``since`` to ``now``.
+
+    The scan runs on daily series (windows of 1-3 days); ``granularity="hour"`` then refines each
+    window to the hour from the scope's hourly series (evidence from the days, bounds from the hours).
+    """
     config = config or DetectorConfig()
     levels = _choice(levels, LEVELS, "level")
     (granularity,) = _choice([granularity], GRANULARITIES, "granularity")
-    step, season = _STEP[granularity], _SEASON[granularity]
-    until_us = to_us(now) - to_us(now) % step  # only complete points
+    step, season = DAY_US, _SEASON["day"]
+    until_us = to_us(now) - to_us(now) % step  # only complete days
     since_us = to_us(parse_moment(since, now=now))
     since_us -= since_us % step
     if since_us >= until_us:
@@ -359,41 +537,51 @@ def detect(
     # History before ``since`` gives the first points their weekly references and trend.
     first_us = since_us - (config.weeks + 1) * season * step
     first = (since_us - first_us) // step
-    fleet = _series(store, "fleet", "day", first_us - first_us % DAY_US, until_us - until_us % DAY_US)
+    fleet = _series(store, "fleet", "day", first_us, until_us)
     daily = [v for v in next(iter(fleet.values()), {"cost": []})["cost"] if v > 0]
-    min_impact = config.min_impact_share * (median(daily) if daily else 0) * step / DAY_US
+    min_impact = config.min_impact_share * (median(daily) if daily else 0)  # per day of window (at least one)
     agent_department: dict[str, str | None] = {}
     if "agent" in levels:
         for row in grouped_costs(store, ["agent", "department"], first_us, until_us):
             agent_department.setdefault(row.keys[0], row.keys[1])
     found: list[Anomaly] = []
     for level in levels:
-        per_model: dict[tuple[Any, ...], list[dict[str, list[int]]]] = {}
-        for key, model_series in _series(store, level, granularity, first_us, until_us, by_model=True).items():
-            per_model.setdefault(key[:-1], []).append(model_series)
-        for scope_key, series in _series(store, level, granularity, first_us, until_us).items():
+        per_model: dict[tuple[Any, ...], dict[str, dict[str, list[int]]]] = {}
+        for key, model_series in _series(store, level, "day", first_us, until_us, by_model=True).items():
+            per_model.setdefault(key[:-1], {})[str(key[-1])] = model_series
+        for scope_key, series in (
+            fleet if level == "fleet" else _series(store, level, "day", first_us, until_us)
+        ).items():
             if level != "fleet" and scope_key[0] is None:
                 continue  # events without a department / agent are covered by the fleet level
             requests = series["requests"]
             born = next((i for i, r in enumerate(requests) if r > 0), len(requests))
-            if not requests[born:] or median(requests[born:]) < config.min_requests * step / DAY_US:
+            if not requests[born:] or median(requests[born:]) < config.min_requests:
                 continue  # too few calls for a statistical profile: its spend is mostly chance
-            for window in _flag(series, per_model.get(scope_key, []), first, config, season, min_impact):
-                scope = {} if level == "fleet" else {level: str(scope_key[0])}
-                department = (
-                    scope.get("department") if level == "department" else agent_department.get(scope.get("agent", ""))
-                )
+            scope = {} if level == "fleet" else {level: str(scope_key[0])}
+            department = (
+                scope.get("department") if level == "department" else agent_department.get(scope.get("agent", ""))
+            )
+            for window in _flag(
+                series, per_model.get(scope_key, {}), first, config, season, _LENGTHS["day"], min_impact
+            ):
+                start_us, end_us = first_us + window.start * step, first_us + window.end * step
+                expected, actual = window.expected, window.actual
+                if granularity == "hour":
+                    refined = _refine(store, scope, window, first_us, (since_us, until_us), config)
+                    if refined is not None:
+                        start_us, end_us, expected, actual = refined
                 found.append(
                     Anomaly(
                         level=level,
                         granularity=granularity,
                         scope=scope,
                         department=department,
-                        start=from_us(first_us + window.start * step),
-                        end=from_us(first_us + window.end * step),
+                        start=from_us(start_us),
+                        end=from_us(end_us),
                         score=round(window.score, 4),
-                        expected_nanos=round(window.expected),
-                        actual_nanos=window.actual,
+                        expected_nanos=round(expected),
+                        actual_nanos=actual,
                     )
                 )
     if explain_causes:
@@ -419,13 +607,29 @@ class _Slice:
         return self.cost / self.tokens if self.tokens else None
 
 
-def _slices(store: Store, dimension: str, since_us: int, until_us: int, where: Mapping[str, list[str]]) -> dict:
-    out: dict[Any, _Slice] = {}
-    for row in grouped_costs(store, [dimension], since_us, until_us, where or None):
-        m = row.measures
-        out[row.keys[0]] = _Slice(
-            float(m["cost_nanos"]), float(m["requests"]), float(m["input_tokens"]) + float(m["output_tokens"])
-        )
+def _slices(
+    store: Store, dimensions: Sequence[str], since_us: int, until_us: int, where: Mapping[str, list[str]]
+) -> dict[str, dict[Any, _Slice]]:
+    """Spend, requests and tokens per value of each dimension, in two grouped queries.
+
+    One query for the dimensions the rollups keep, one (raw events) for the others (session,
+    task, user); each groups by all of its dimensions at once and is summed per dimension here.
+    """
+    out: dict[str, dict[Any, _Slice]] = {d: {} for d in dimensions}
+    raw = [d for d in dimensions if d in ("session_id", "task", "user")]
+    for group in (raw, [d for d in dimensions if d not in raw]):
+        if not group:
+            continue
+        for row in grouped_costs(store, group, since_us, until_us, where or None):
+            m = row.measures
+            cost, requests = float(m["cost_nanos"]), float(m["requests"])
+            tokens = float(m["input_tokens"]) + float(m["output_tokens"])
+            for dimension, value in zip(group, row.keys, strict=True):
+                acc = out[dimension].get(value)
+                if acc is None:
+                    out[dimension][value] = _Slice(cost, requests, tokens)
+                else:
+                    acc.cost, acc.requests, acc.tokens = acc.cost + cost, acc.requests + requests, acc.tokens + tokens
     return out
 
 
@@ -484,17 +688,22 @@ def explain(store: Store, anomaly: Anomaly, *, weeks: int = 4) -> list[dict[str,
     where = {key: [value] for key, value in anomaly.scope.items()}
     candidates: list[dict[str, Any]] = []
     whole: tuple[_Slice, _Slice] | None = None
-    for dimension in CAUSE_DIMENSIONS:
-        if dimension in anomaly.scope:
-            continue
-        now = _slices(store, dimension, since_us, until_us, where)
-        weeks_back = [
-            _slices(store, dimension, since_us - j * 7 * DAY_US, until_us - j * 7 * DAY_US, where)
-            for j in range(1, weeks + 1)
-        ]
+    dimensions = [d for d in CAUSE_DIMENSIONS if d not in anomaly.scope]
+    windows = [_slices(store, dimensions, since_us, until_us, where)] + [
+        _slices(store, dimensions, since_us - j * 7 * DAY_US, until_us - j * 7 * DAY_US, where)
+        for j in range(1, weeks + 1)
+    ]
+    for dimension in dimensions:
+        now = windows[0][dimension]
+        weeks_back = [w[dimension] for w in windows[1:]]
         values = set(now).union(*weeks_back)
+        # Each value's mean over the reference weeks (means, not medians: they add up to the same
+        # total whatever the dimension, so explained shares compare across dimensions), scaled below
+        # to the detector's expectation.
         base = {
-            v: _Slice(*(median(getattr(w.get(v, _Slice()), m) for w in weeks_back) for m in _Slice.__annotations__))
+            v: _Slice(
+                *(sum(getattr(w.get(v, _Slice()), m) for w in weeks_back) / weeks for m in _Slice.__annotations__)
+            )
             for v in values
         }
         total_now = _Slice(*(sum(getattr(s, m) for s in now.values()) for m in _Slice.__annotations__))
@@ -510,11 +719,19 @@ def explain(store: Store, anomaly: Anomaly, *, weeks: int = 4) -> list[dict[str,
         if delta <= 0:
             continue
         growth = total_now.cost / total_base.cost if total_base.cost else 0.0
+        base_per_request = total_base.cost / total_base.requests if total_base.requests else None
         best: tuple[float, Any] | None = None
         for v in values:
-            c = now.get(v, _Slice()).cost
+            c, r = now.get(v, _Slice()).cost, now.get(v, _Slice()).requests
             share = (c - base[v].cost * growth) / delta
-            share = max(0.0, min(1.0, 2.0 - share if share > 1 else share))
+            if share > 1:
+                # More than the whole change: other values fell as this one rose. Calls that cost
+                # what the scope's calls cost before are a relabelling (a version rollout), not the
+                # explanation: fold the share back (2 - x). Calls that cost far more (a dearer
+                # model, bloated prompts) explain the change whole.
+                dearer = base_per_request and r and (c / r) / base_per_request >= _DEARER
+                share = 1.0 if dearer else 2.0 - share
+            share = max(0.0, min(1.0, share))
             if best is None or share > best[0]:
                 best = (share, v)
         if best is None or best[0] <= 0:
