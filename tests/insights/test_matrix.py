@@ -152,6 +152,8 @@ def test_pricing_table_rates_overrides_and_best_value(ledger, clock):
         if row["tco_monthly_usd"] is not None:
             one = _price(ledger, "openai", row["model"], clock.now, input_tokens=2000, output_tokens=500)
             assert row["tco_monthly_usd"] == format_usd(one * 1000)
+    embedding = matrix.pricing_table(ledger, providers=["openai"], search="text-embedding-3-small", profile=profile)
+    assert [r["tco_monthly_usd"] for r in embedding["models"]] == [None]  # no output: cannot serve this profile
     best = [r for r in priced if r["best_value"]]
     assert len(best) == 1
     assert Decimal(best[0]["tco_monthly_usd"]) == min(
