@@ -232,3 +232,19 @@ def test_keys_can_be_mapped_to_tags_or_ignored(recon_ledger):
     assert {c.key for c in report.cells if c.provider_has_usage and c.ledger_requests == 0} >= {"key_proj_shadow"}
     with pytest.raises(Exception, match="provider_key"):
         key_maps({"openai": {"provider_key": "org"}})
+
+
+@pytest.mark.parametrize("scenario", ["fixtures", "constructed"])
+def test_rollups_and_raw_events_give_the_same_report(recon_ledger, scenario):
+    if scenario == "fixtures":
+        meter_fixture_traffic(recon_ledger)
+        import_all(recon_ledger)
+    else:
+        _constructed(recon_ledger)
+        recon_ledger.record(  # a line item that is not an estimate, without a model
+            timestamp=DAY14, provider="openai", model=None, category="other", cost_usd="0.7", project="search"
+        )
+    fast = reconcile_ledger(recon_ledger, since="7d").to_dict()
+    raw = reconcile_ledger(recon_ledger, since="7d", use_rollups=False).to_dict()
+    assert fast == raw
+    assert fast["cells"]

@@ -14,9 +14,9 @@ Two steps, both exact:
      (the cell's own effective rate, else the catalog's base price); or the provider billed a
      cell where the ledger has nothing at all.
    * ``metered_not_billed``: the ledger has tokens (or cost) the provider does not report.
-   * ``unreconciled_estimate``: ledger cost from estimate lines (a reservation committed as a
-     line item, operation ``reservation``, or an event tagged ``estimate=true``) that no actual
-     usage replaced; the part is minus their cost.
+   * ``unreconciled_estimate``: ledger cost from estimate lines (line items, i.e. events with
+     ``cost_usd``, of operation ``reservation`` as a committed reservation writes, or tagged
+     ``estimate=true``) that no actual usage replaced; the part is minus their cost.
    * ``price_mismatch``: what remains when the provider's tokens and bill are both known: the
      provider charged a different price for the same tokens; the cell shows the provider's
      effective unit price per token type against ours.
@@ -56,9 +56,10 @@ from ..importers.provider_lines import KINDS, TOKEN_TYPES, line_key, read_openai
 from ..money import NANOS_PER_USD, format_usd, usd_to_nanos
 from ..pricing import Pricer
 from ..pricing.engine import PriceTable
-from ..store.schema import events
+from ..store.schema import events, rollup_daily
 from ..store.store import DAY_US, Store
 from ..timeutil import floor_day, from_us, parse_range, to_us
+from ..usage import normalize_provider
 from .reconciliation_tables import provider_lines
 
 __all__ = [
@@ -577,8 +578,14 @@ def reconcile(
     keys: Mapping[str, KeyMap] | None = None,
     tolerance_usd: Decimal | str = DEFAULT_TOLERANCE_USD,
     exclude_sources: Sequence[str] = (),
+    use_rollups: bool | None = None,
 ) -> ReconciliationReport:
-    """Compare provider lines with the metered ledger for the whole UTC days in ``[since, until)``."""
+    """Compare provider lines with the metered ledger for the whole UTC days in ``[since, until)``.
+
+    The ledger side is read from the daily rollups when they answer exactly (the ledger key is a
+    rollup dimension and no source is excluded), plus the line items from raw events; otherwise
+    from raw events. ``use_rollups=False`` forces raw events (the tests compare both).
+    """
     try:
         tolerance = Decimal(str(tolerance_usd))
     except InvalidOperation:
@@ -607,6 +614,7 @@ def reconcile(
         provider_lines.c.day_us >= to_us(day0), provider_lines.c.day_us < to_us(day_end)
     )
     if provider:
+        provider = normalize_provider(provider)
         query = query.where(provider_lines.c.provider == provider)
     tiers: dict[tuple[Any, ...], set[str]] = {}
     with store.read() as conn:
@@ -633,7 +641,12 @@ def reconcile(
                     )
         covered = usage_days | billed_days
         for prov in sorted({p for p, _ in covered}):
-            _add_ledger(conn, prov, sorted(d for p, d in covered if p == prov), maps, exclude_sources, cell_for)
+            days = sorted(d for p, d in covered if p == prov)
+            mapping = maps.get(prov, KeyMap())
+            if use_rollups is False or not _rollups_answer(mapping, exclude_sources):
+                _add_ledger(conn, prov, days, maps, exclude_sources, cell_for)
+            else:
+                _add_ledger_from_rollups(conn, prov, days, mapping, cell_for)
     for ident, seen in tiers.items():
         if ident in cells and seen == {"batch"}:
             cells[ident].tier = "batch"
@@ -641,6 +654,13 @@ def reconcile(
     for (day_us, prov, _, _), cell in sorted(cells.items(), key=lambda item: _sort_key(item[0])):
         if (prov, day_us) not in covered:
             continue
+        if (
+            cell.provider_cost_nanos is None
+            and not cell.provider_has_usage
+            and cell.ledger_requests == 0
+            and cell.ledger_cost_nanos == 0
+        ):
+            continue  # a model-less cell the rollup pass opened and the line items emptied again
         billed_known = (prov, day_us) in billed_days
         if billed_known and cell.provider_cost_nanos is None:
             cell.provider_cost_nanos = 0
@@ -669,9 +689,8 @@ def _add_ledger(
     key_column = literal(None) if mapping.provider_key == "none" else _ledger_key_column(mapping.ledger_key)
     day_column = events.c.ts_us - events.c.ts_us % DAY_US
     line_item = events.c.price_source == "line-item"
-    estimate = or_(
-        and_(line_item, events.c.operation == "reservation"),
-        events.c.tags["estimate"].as_string() == "true",
+    estimate = and_(
+        line_item, or_(events.c.operation == "reservation", events.c.tags["estimate"].as_string() == "true")
     )
     sums = [
         func.count().label("requests"),
@@ -731,6 +750,86 @@ def _add_ledger(
                 # their own lines, without a model.
                 extra = cell_for(int(row.day), provider, None, row.key if row.key is None else str(row.key))
                 extra.ledger_other_nanos += other
+
+
+_ROLLUP_KEYS = {"project", "department", "team", "cost_center", "environment", "agent"}
+_BUCKETS = ("cost_input_nanos", "cost_cache_read_nanos", "cost_cache_write_nanos", "cost_output_nanos")
+
+
+def _rollups_answer(mapping: KeyMap, exclude_sources: Sequence[str]) -> bool:
+    return not exclude_sources and (mapping.provider_key == "none" or mapping.ledger_key in _ROLLUP_KEYS)
+
+
+def _add_ledger_from_rollups(
+    conn: Any,
+    provider: str,
+    days: list[int],
+    mapping: KeyMap,
+    cell_for: Callable[[int, str, str | None, str | None], Cell],
+) -> None:
+    """As :func:`_add_ledger`, from ``rollup_daily`` (every event, as if priced from tokens), then
+    the line items from raw events moved where they belong (estimates and other line items)."""
+    table = rollup_daily
+    none = mapping.provider_key == "none"
+    key_column = literal(None) if none else table.c[mapping.ledger_key]
+    names = ("requests", *_tokens(), *_BUCKETS, "cost_other_nanos")
+    query = (
+        select(
+            table.c.bucket_us.label("day"),
+            table.c.model,
+            key_column.label("key"),
+            *(func.sum(table.c[name]).label(name) for name in names),
+        )
+        .where(table.c.provider == provider, table.c.bucket_us.in_(days))
+        .group_by(table.c.bucket_us, table.c.model, key_column)
+    )
+    for row in conn.execute(query):
+        day, model, key = int(row.day), row.model or None, (None if row.key in (None, "") else str(row.key))
+        cell = cell_for(day, provider, model, key)
+        cell.ledger_requests += int(row.requests)
+        tokens = {name: int(getattr(row, name)) for name in _tokens()}
+        for name, value in tokens.items():
+            cell.ledger_tokens[name] += value
+        for token_type, count in _by_type(tokens).items():
+            cell.ledger_priced_tokens[token_type] += count
+        for token_type, column in zip(TOKEN_TYPES, _BUCKETS, strict=True):
+            cell.ledger_bucket_nanos[token_type] += int(getattr(row, column))
+        if int(row.cost_other_nanos):
+            cell_for(day, provider, None, key).ledger_other_nanos += int(row.cost_other_nanos)
+
+    # Line items: their whole cost is in cost_other (moved to the model-less cell above) and their
+    # tokens were counted as priced; put them back where the raw path has them.
+    day_column = events.c.ts_us - events.c.ts_us % DAY_US
+    raw_key = literal(None) if none else events.c[mapping.ledger_key]
+    estimate = or_(events.c.operation == "reservation", events.c.tags["estimate"].as_string() == "true")
+    kind = case((estimate, 2), else_=1).label("kind")
+    items = (
+        select(
+            day_column.label("day"),
+            events.c.model,
+            raw_key.label("key"),
+            kind,
+            *(func.coalesce(func.sum(events.c[name]), 0).label(name) for name in (*_tokens(), "cost_nanos")),
+        )
+        .where(
+            events.c.provider == provider,
+            events.c.ts_us >= days[0],
+            events.c.ts_us < days[-1] + DAY_US,
+            day_column.in_(days),
+            events.c.price_source == "line-item",
+        )
+        .group_by(day_column, events.c.model, raw_key, kind)
+    )
+    for row in conn.execute(items):
+        day, key = int(row.day), (None if row.key is None else str(row.key))
+        cell = cell_for(day, provider, row.model, key)
+        for token_type, count in _by_type({name: int(getattr(row, name)) for name in _tokens()}).items():
+            cell.ledger_priced_tokens[token_type] -= count
+        cell_for(day, provider, None, key).ledger_other_nanos -= int(row.cost_nanos)
+        if row.kind == 2:
+            cell.ledger_estimate_nanos += int(row.cost_nanos)
+        else:
+            cell.ledger_other_nanos += int(row.cost_nanos)
 
 
 def settings_keys(ledger: Any) -> dict[str, KeyMap]:
