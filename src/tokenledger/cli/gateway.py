@@ -66,8 +66,6 @@ def run(
             log_level=log_level,
             access_log=False,
             lifespan="on",
-            http="httptools",
-            loop="uvloop",
             timeout_graceful_shutdown=5,
         )
     finally:
