@@ -133,7 +133,8 @@ def add(
     kind: str = typer.Option(
         ...,
         "--kind",
-        help="budget, absolute_spend, percent_increase, cost_per_request, forecast_overrun or anomaly.",
+        help="budget, absolute_spend, percent_increase, cost_per_request, forecast_overrun, anomaly or "
+        "reconciliation_drift.",
     ),
     scope: list[str] = typer.Option([], "--scope", help="Dimension filter key=value, e.g. department=research."),
     budget: str = typer.Option(None, "--budget", help="budget: the budget's name, or * for all [default: *]."),
@@ -147,7 +148,9 @@ def add(
     period: str = typer.Option(None, "--period", help="absolute_spend / percent_increase: day, week or month."),
     window: str = typer.Option(None, "--window", help="cost_per_request: 1h or 24h."),
     severity: str = typer.Option(None, "--severity", help="Severity of spend alerts [default: warning]."),
-    param: list[str] = typer.Option([], "--param", help="Other rule parameter key=value (forecast, anomaly)."),
+    param: list[str] = typer.Option(
+        [], "--param", help="Other rule parameter key=value (forecast, anomaly, reconciliation_drift)."
+    ),
     channel: list[str] = typer.Option([], "--channel", help="Channel to notify (repeatable)."),
     cooldown: str = typer.Option("24h", "--cooldown", help="Do not repeat the same alert within this long."),
     output: OutputFormat = typer.Option(OutputFormat.table, "--format"),
