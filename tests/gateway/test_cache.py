@@ -251,19 +251,25 @@ _CHILD = textwrap.dedent(
     import asyncio, sys
     from tokenledger.gateway.cache import CachedResponse, SQLiteExactCache
 
-    async def main(path, tag, count):
+    def entry(body):
+        return CachedResponse(200, {}, body.encode(), "openai", "m", len(body), {}, 0)
+
+    async def main(path, tag):
         cache = SQLiteExactCache(path, max_bytes=None, max_entries=150)
         seen = await cache.get("from-parent")
         print("saw-parent" if seen is not None and seen.body == b"parent" else "no-parent", flush=True)
-        sys.stdin.readline()  # wait until every process is ready, then all write at once
-        for i in range(count):
-            body = f"{tag}-{i}".encode()
-            await cache.put(f"{tag}-{i}", CachedResponse(200, {}, body, "openai", "m", i, {}, 0), ttl_s=600)
+        sys.stdin.readline()  # everyone ready: all processes write at once
+        for i in range(40):  # 3 x 40 + 1 entries: under the bound, nothing may be lost
+            await cache.put(f"{tag}-{i}", entry(f"{tag}-{i}"), ttl_s=600)
             got = await cache.get(f"{tag}-{i}")
-            assert got is not None and got.body == body, (i, got)
+            assert got is not None and got.body == f"{tag}-{i}".encode(), (i, got)
+        print("written", flush=True)
+        sys.stdin.readline()
+        for i in range(200):  # now well over the bound, everyone evicting
+            await cache.put(f"{tag}-more-{i}", entry(f"{tag}-more-{i}"), ttl_s=600)
         await cache.close()
 
-    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
     """
 )
 
@@ -272,40 +278,58 @@ async def test_two_processes_share_one_sqlite_file(tmp_path):
     path = tmp_path / "shared.db"
     parent = SQLiteExactCache(path, max_bytes=None, max_entries=150)
     children: list[asyncio.subprocess.Process] = []
-    try:
-        await parent.put("from-parent", CachedResponse(200, {}, b"parent", "openai", "m", 1, {}, 0), ttl_s=600)
-        children += [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                _CHILD,
-                str(path),
-                tag,
-                "200",
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            for tag in ("alpha", "beta")
-        ]
-        for child in children:  # each saw the parent's entry (written by another process)
-            assert (await child.stdout.readline()).decode().strip() == "saw-parent"
+
+    def entry(body: str) -> CachedResponse:
+        return CachedResponse(200, {}, body.encode(), "openai", "m", len(body), {}, 0)
+
+    async def tell_children() -> None:
         for child in children:
             child.stdin.write(b"go\n")
             await child.stdin.drain()
-        for i in range(200):  # the parent writes too, at the same time
-            await parent.put(f"gamma-{i}", CachedResponse(200, {}, b"g", "openai", "m", i, {}, 0), ttl_s=600)
+
+    async def hear(expected: str) -> None:
+        for child in children:
+            line = (await child.stdout.readline()).decode().strip()
+            if line != expected:
+                await child.wait()
+                raise AssertionError(f"child said {line!r}: {(await child.stderr.read()).decode()}")
+
+    try:
+        await parent.put("from-parent", entry("parent"), ttl_s=600)
+        for tag in ("alpha", "beta"):
+            children.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-c",
+                    _CHILD,
+                    str(path),
+                    tag,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+            )
+        await hear("saw-parent")  # each child read the parent's entry
+        await tell_children()
+        for i in range(40):  # the parent writes at the same time
+            await parent.put(f"gamma-{i}", entry(f"gamma-{i}"), ttl_s=600)
+        await hear("written")
+        for tag in ("alpha", "beta"):  # everything the children wrote is readable here
+            for i in range(40):
+                got = await parent.get(f"{tag}-{i}")
+                assert got is not None and got.body == f"{tag}-{i}".encode() and got.cost_nanos == len(got.body)
+        await tell_children()
+        for i in range(200):
+            await parent.put(f"gamma-more-{i}", entry(f"gamma-more-{i}"), ttl_s=600)
         for child in children:
             _, err = await child.communicate()
             assert child.returncode == 0, err.decode()
-        got = await parent.get("beta-199")  # written by another process, read here
-        assert got is not None and got.body == b"beta-199" and got.cost_nanos == 199
         parent.flush()
         with sqlite3.connect(path) as conn:
             actual = conn.execute("SELECT SUM(size), COUNT(*) FROM cache_entries").fetchone()
         stats = parent.stats()
         assert (stats["bytes"], stats["entries"]) == actual  # totals exact across processes
-        assert 0 < stats["entries"] <= 150  # 601 puts, bound held
+        assert 0 < stats["entries"] <= 150  # 721 puts from 3 processes, bound held
     finally:
         for child in children:
             if child.returncode is None:
