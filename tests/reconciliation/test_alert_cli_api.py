@@ -140,3 +140,54 @@ async def test_rest_import_and_report(recon_api, recon_ledger, role_keys):
     )
     audit = await recon_api.get("/api/audit", headers=auth("admin"))
     assert sum(entry["action"] == "reconciliation.imported" for entry in audit.json()) == len(EXPORTS) + 1
+
+
+def test_cli_alerts_evaluate_runs_the_drift_rule(db_url, tmp_path, monkeypatch, receiver):
+    """`tokenledger alerts evaluate` evaluates plug-in rule kinds too (real clock: data two days back)."""
+    from datetime import UTC, datetime, timedelta
+
+    from tokenledger import Ledger, Settings
+    from tokenledger.timeutil import floor_day
+
+    day = floor_day(datetime.now(UTC)) - timedelta(days=2)
+    monkeypatch.setenv("TOKENLEDGER_SPOOL_DIR", str(tmp_path / "spool"))
+    with Ledger(settings=Settings(database_url=db_url, spool_dir=tmp_path / "spool"), background=False) as ledger:
+        ledger.record(
+            timestamp=day + timedelta(hours=3), provider="openai", model="gpt-4o", input_tokens=1000, project="p1"
+        )  # $0.0025 metered
+    page = {
+        "object": "page",
+        "data": [
+            {
+                "object": "bucket",
+                "start_time": int(day.timestamp()),
+                "end_time": int((day + timedelta(days=1)).timestamp()),
+                "results": [
+                    {
+                        "object": "organization.costs.result",
+                        "amount": {"value": "1.0025", "currency": "usd"},
+                        "line_item": "gpt-4o-2024-08-06, input",
+                        "project_id": "p1",
+                    }
+                ],
+            }
+        ],
+    }
+    export = tmp_path / "costs.json"
+    export.write_text(json.dumps(page))
+    runner = CliRunner()
+    base = ["--db", db_url]
+    assert runner.invoke(app, [*base, "reconcile", "import", "--kind", "openai-costs", str(export)]).exit_code == 0
+    hook = runner.invoke(app, [*base, "alerts", "channel-add", "hook", "--kind", "webhook", "--url", receiver.url])
+    assert hook.exit_code == 0, hook.output
+    added = runner.invoke(
+        app,
+        [*base, "alerts", "add", "drift", "--kind", "reconciliation_drift"]
+        + ["--param", "threshold_usd=0.5", "--param", "days=3", "--channel", "hook"],
+    )
+    assert added.exit_code == 0, added.output
+    fired = runner.invoke(app, [*base, "alerts", "evaluate", "--format", "json"])
+    assert fired.exit_code == 0, fired.output
+    [alert] = json.loads(fired.stdout)
+    assert alert["data"]["drift_usd"] == "1.000000000"  # billed 1.0025, metered 0.0025
+    assert json.loads(runner.invoke(app, [*base, "alerts", "evaluate", "--format", "json"]).stdout) == []
