@@ -26,9 +26,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -41,77 +39,21 @@ from ..ledger import Ledger
 from ..money import format_usd, usd_to_nanos
 from ..timeutil import to_us
 from ..usage import UsageEvent, parse_event
+from .caching import ResponseCaching
+from .calls import HOP_BY_HOP, Call, ClientGone, Receive, Scope, Send, send_bytes, send_json
 from .config import GatewayConfig
 from .keys import KeyBook, VirtualKey
 from .metering import StreamMeter, usage_from_body
-from .policies import Applied, PolicyBook
+from .policies import PolicyBook
 from .wire import ANTHROPIC, ENDPOINTS, OPENAI, GatewayError, max_output_field
 
 __all__ = ["Gateway", "create_gateway_app"]
 
 log = logging.getLogger("tokenledger.gateway")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"content-encoding",
-        b"date",
-        b"server",
-    }
-)
 #: Client headers forwarded upstream (the virtual key and hop-by-hop headers never are).
 _FORWARD = ("anthropic-version", "anthropic-beta", "openai-organization", "openai-project", "openai-beta")
 _CATEGORY = {"embeddings": "embedding"}
-
-
-class _ClientGone(Exception):
-    pass
-
-
-@dataclass
-class Call:
-    """One request's state as it moves through the gateway."""
-
-    request_id: str
-    wire: str
-    endpoint: str
-    path: str
-    headers: dict[bytes, bytes]
-    key: VirtualKey | None = None
-    body: dict[str, Any] = field(default_factory=dict)
-    raw: bytes = b""
-    changed: bool = False
-    requested_model: str = ""
-    model: str = ""
-    upstream: str | None = None
-    stream: bool = False
-    hide_usage_chunk: bool = False
-    applied: Applied | None = None
-    downgraded_from: str | None = None
-    reservation: Reservation | None = None
-    remaining_nanos: int | None = None
-    cache_mode: str = "off"
-    cache_ttl_s: int = 3600
-    cache_threshold: float | None = None
-    cache_key: str | None = None
-    started: float = 0.0
-
-    @property
-    def dims(self) -> dict[str, Any]:
-        return dict(self.key.dims) if self.key else {}
 
 
 class Gateway:
@@ -134,8 +76,7 @@ class Gateway:
         self.clients: dict[str, httpx.AsyncClient] = {}
         self._wire: dict[str, tuple[httpx.AsyncBaseTransport, dict[str, Any], dict[str, httpx.URL]]] = {}
         self._transports = transports or {}
-        self._exact_cache = exact_cache
-        self._semantic_cache = semantic_cache
+        self.caching = ResponseCaching(config.cache, exact=exact_cache, semantic=semantic_cache)
         self._rate: dict[str, list[int]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresher: asyncio.Task[Any] | None = None
@@ -184,12 +125,7 @@ class Gateway:
         for client in self.clients.values():
             await client.aclose()
         self.clients.clear()
-        for cache in (self._exact_cache, self._semantic_cache):
-            close = getattr(cache, "close", None)
-            if close is not None:
-                result = close()
-                if asyncio.iscoroutine(result):
-                    await result
+        await self.caching.close()
         await anyio.to_thread.run_sync(self.ledger.flush)
         self._started = False
 
@@ -247,12 +183,12 @@ class Gateway:
             elif path == "/v1/models":
                 await self._models(call, send)
             elif path == "/healthz":
-                await _send_json(send, 200, {"status": "ok"}, call.request_id)
+                await send_json(send, 200, {"status": "ok"}, call.request_id)
             else:
                 raise GatewayError(404, "not_found", f"no route {scope['method']} {path} on the tokenledger gateway")
         except GatewayError as exc:
             await self._send_error(send, call, exc)
-        except _ClientGone:
+        except ClientGone:
             return
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -272,7 +208,7 @@ class Gateway:
 
     async def _send_error(self, send: Send, call: Call, exc: GatewayError) -> None:
         extra = [(k.encode(), v.encode()) for k, v in exc.headers.items()]
-        await _send_bytes(send, exc.status, exc.body(call.wire), call.request_id, extra)
+        await send_bytes(send, exc.status, exc.body(call.wire), call.request_id, extra)
 
     # -- request preparation -------------------------------------------------------------------
 
@@ -329,7 +265,7 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise _ClientGone()
+                raise ClientGone()
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -492,7 +428,7 @@ class Gateway:
             raise GatewayError(429, exc.code, exc.message, extra=extra, headers=headers) from None
         except StorageUnavailable as exc:
             raise GatewayError(503, exc.code, exc.message) from None
-        downgrade = call.reservation.downgrade_to
+        downgrade = call.reservation.downgrade_to if call.reservation is not None else None
         if downgrade and downgrade != call.model:
             call.downgraded_from = call.downgraded_from or call.model
             self._set_model(call, downgrade)
@@ -598,7 +534,7 @@ class Gateway:
             for name, value in response.headers.raw:
                 lowered = name.lower()
                 if (
-                    lowered not in _HOP_BY_HOP
+                    lowered not in HOP_BY_HOP
                     and not lowered.startswith(b"x-tokenledger-")
                     and lowered != b"x-request-id"
                 ):
@@ -667,7 +603,7 @@ class Gateway:
         if usage is None:
             # An error (or a body without usage): nothing was consumed that we can know of.
             await self._release(call)
-            await _send_bytes(send, response.status_code, body, None, headers)
+            await send_bytes(send, response.status_code, body, None, headers)
             return
         event = self._event(call, usage)
         cost = self._charge(call, event) if event is not None else 0
@@ -675,7 +611,7 @@ class Gateway:
         if call.remaining_nanos is not None and call.reservation is not None:
             remaining = call.remaining_nanos + call.reservation.amount_nanos - cost
             headers.append((b"x-tokenledger-budget-remaining-usd", format_usd(remaining).encode()))
-        await _send_bytes(send, response.status_code, body, None, headers)
+        await send_bytes(send, response.status_code, body, None, headers)
         if event is not None and call.reservation is not None:
             reservation, call.reservation = call.reservation, None
             self._background(self._commit(call, event, reservation))
@@ -692,7 +628,7 @@ class Gateway:
             body = await response.aread()
             await response.aclose()
             await self._release(call)
-            await _send_bytes(send, response.status_code, body, None, headers)
+            await send_bytes(send, response.status_code, body, None, headers)
             return
         if call.remaining_nanos is not None and call.reservation is not None:
             headers.append((b"x-tokenledger-budget-remaining-usd", format_usd(call.remaining_nanos).encode()))
@@ -735,7 +671,7 @@ class Gateway:
                 await self._account_stream(call, meter, outcome)
         if outcome == "upstream_broke_off":
             # End the client's response the way the upstream ended ours: abruptly.
-            raise _ClientGone()
+            raise ClientGone()
 
     async def _account_stream(self, call: Call, meter: StreamMeter, outcome: str | None) -> None:
         usage = meter.usage
@@ -754,49 +690,22 @@ class Gateway:
 
     # -- the cache -------------------------------------------------------------------------------------
 
-    def _exact(self) -> Any:
-        if self._exact_cache is None:
-            from .cache import build_exact_cache
-
-            settings = self.config.cache.exact
-            self._exact_cache = build_exact_cache(settings.url, path=Path(settings.path), max_bytes=settings.max_bytes)
-        return self._exact_cache
-
-    def _semantic(self) -> Any:
-        if self._semantic_cache is None:
-            from . import cache as module
-
-            settings = self.config.cache.semantic
-            self._semantic_cache = module.SemanticCache(
-                module.HashingEmbedder(),
-                self._exact(),
-                threshold=settings.threshold,
-                ttl_s=settings.ttl_s,
-                max_entries=settings.max_entries,
-            )
-        return self._semantic_cache
-
     async def _serve_from_cache(self, call: Call, send: Send) -> bool:
-        from .cache import cache_text, request_key
-
         assert call.key is not None
         namespace = call.key.key_id
-        call.cache_key = request_key(call.path, call.body, namespace=namespace)
-        found = None
-        kind = "exact"
-        try:
-            found = await self._exact().get(call.cache_key)
-            if found is None and call.cache_mode == "semantic":
-                text = cache_text(call.path, call.body)
-                if text is not None:
-                    hit = await self._semantic().lookup(namespace, call.model, text, threshold=call.cache_threshold)
-                    if hit is not None:
-                        found, kind = hit[0], "semantic"
-        except Exception:
-            log.warning("request %s: cache lookup failed; calling the upstream", call.request_id, exc_info=True)
+        call.cache_key = self.caching.key(call.path, call.body, namespace)
+        hit = await self.caching.lookup(
+            call.cache_key,
+            call.path,
+            call.body,
+            namespace=namespace,
+            model=call.model,
+            mode=call.cache_mode,
+            threshold=call.cache_threshold,
+        )
+        if hit is None:
             return False
-        if found is None:
-            return False
+        found, kind = hit
         call.upstream = call.upstream or ""
         event = parse_event(
             {
@@ -817,7 +726,7 @@ class Gateway:
         )
         self.ledger.record_event(event, source="gateway")
         headers = [
-            (k.lower().encode(), v.encode()) for k, v in found.headers.items() if k.lower().encode() not in _HOP_BY_HOP
+            (k.lower().encode(), v.encode()) for k, v in found.headers.items() if k.lower().encode() not in HOP_BY_HOP
         ]
         headers += self._headers(call)
         headers += [
@@ -825,13 +734,13 @@ class Gateway:
             (b"x-tokenledger-cost-usd", b"0.000000000"),
             (b"x-tokenledger-saved-usd", format_usd(found.cost_nanos).encode()),
         ]
-        await _send_bytes(send, found.status, found.body, None, headers)
+        await send_bytes(send, found.status, found.body, None, headers)
         return True
 
     async def _cache_put(
         self, call: Call, body: bytes, response: httpx.Response, provider: str, usage: Any, cost: int
     ) -> None:
-        from .cache import CachedResponse, cache_text
+        from .cache import CachedResponse
 
         assert call.key is not None and call.cache_key is not None
         entry = CachedResponse(
@@ -844,14 +753,16 @@ class Gateway:
             usage={k: int(v) for k, v in usage.units.items()},
             created_us=to_us(self.ledger.clock()),
         )
-        try:
-            await self._exact().put(call.cache_key, entry, call.cache_ttl_s)
-            if call.cache_mode == "semantic":
-                text = cache_text(call.path, call.body)
-                if text is not None:
-                    await self._semantic().put(call.key.key_id, call.model, text, entry, ttl_s=call.cache_ttl_s)
-        except Exception:
-            log.warning("request %s: cache write failed", call.request_id, exc_info=True)
+        await self.caching.store(
+            call.cache_key,
+            call.path,
+            call.body,
+            entry,
+            namespace=call.key.key_id,
+            model=call.model,
+            mode=call.cache_mode,
+            ttl_s=call.cache_ttl_s,
+        )
 
     # -- /v1/models ------------------------------------------------------------------------------------
 
@@ -887,24 +798,7 @@ class Gateway:
                 known.add(route.model)
         if key.allowed_models is not None:
             data = [m for m in data if m["id"] in key.allowed_models]
-        await _send_json(send, 200, {"object": "list", "data": data}, call.request_id)
-
-
-async def _send_bytes(
-    send: Send, status: int, body: bytes, request_id: str | None, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    out = list(headers or ())
-    if not any(name == b"content-type" for name, _ in out):
-        out.append((b"content-type", b"application/json"))
-    if request_id is not None:
-        out.append((b"x-request-id", request_id.encode()))
-    out.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": out})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def _send_json(send: Send, status: int, payload: Any, request_id: str) -> None:
-    await _send_bytes(send, status, json.dumps(payload).encode(), request_id)
+        await send_json(send, 200, {"object": "list", "data": data}, call.request_id)
 
 
 def create_gateway_app(ledger: Ledger, config: GatewayConfig, **options: Any) -> Gateway:
