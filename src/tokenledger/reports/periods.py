@@ -61,15 +61,15 @@ def parse_period(text: str) -> Period:
         start = datetime(first.year, first.month, first.day, tzinfo=UTC)
         end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
         return Period(f"{first.isoformat()}..{last.isoformat()}", start, end)
-    text = text.upper()
+    label = text.upper()  # 2026-q4 -> 2026-Q4
     try:
-        start, end = period_range(text)
+        start, end = period_range(label)
     except InvalidInput as exc:
         message = exc.message
         if "must be" in message:
             message = f"period: {text!r} must be YYYY-MM, YYYY-Qn, YYYY or YYYY-MM-DD..YYYY-MM-DD"
         raise InvalidInput(message) from None
-    return Period(text, start, end)
+    return Period(label, start, end)
 
 
 def last_complete_period(recurrence: str, now: datetime) -> Period:
