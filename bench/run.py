@@ -304,6 +304,66 @@ def bench_query(args: argparse.Namespace) -> None:
     save("query", {"range": "30d ending 17 min past an hour", "runs": runs})
 
 
+# -- insights: forecasts, sunburst, anomaly scan ----------------------------------------------------
+
+
+def _timed(fn, repeat: int = 1) -> tuple[list[float], object]:
+    timings, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        timings.append(time.perf_counter() - start)
+    return timings, result
+
+
+def bench_insights(args: argparse.Namespace) -> None:
+    """Issue 5 targets over the demo fleet regrouped into 50 departments (see build_insights_ledger).
+
+    Forecasts (fleet + every department + every agent, 90 days ahead, each backtested), the
+    department -> agent -> model -> operation sunburst of the last 30 days, and the anomaly scan
+    (detection + root causes, not stored) of every agent over 90 days, by day and by hour.
+    """
+    from tokenledger.insights import anomalies, charts, forecast
+
+    path = build_insights_ledger(args.insights_events)
+    now = END
+    settings = Settings(database_url=f"sqlite:///{path}", spool_dir=path.parent / "spool")
+    results: dict[str, object] = {"events": args.insights_events}
+    with Ledger(settings=settings, background=False, clock=lambda: now) as ledger:
+        series = {}
+        total = 0.0
+        for level in ("fleet", "department", "agent"):
+            (elapsed,), found = _timed(lambda level=level: forecast.forecast_many(ledger, level=level, horizon=90))
+            series[level] = {"series": len(found), "seconds": round(elapsed, 2)}
+            total += elapsed
+            print(level, series[level], flush=True)
+        results["forecast_90d"] = {"levels": series, "seconds": round(total, 2), "target_s": 10}
+        timings, tree = _timed(lambda: charts.sunburst(ledger, since="30d"), repeat=args.repeat)
+        results["sunburst_30d"] = {
+            "departments": len(tree["children"]),
+            "agents": sum(len(d.get("children", [])) for d in tree["children"]),
+            "p50_ms": round(percentile(timings, 50) * 1000, 1),
+            "p95_ms": round(percentile(timings, 95) * 1000, 1),
+            "target_ms": 300,
+        }
+        print(results["sunburst_30d"], flush=True)
+        for granularity in ("day", "hour"):
+            timings, found = _timed(
+                lambda g=granularity: anomalies.detect(
+                    ledger.store, now=now, since="90d", levels=("agent",), granularity=g
+                ),
+                repeat=3,
+            )
+            results[f"anomaly_scan_agents_90d_{granularity}"] = {
+                "anomalies": len(found),
+                "p50_s": round(percentile(timings, 50), 2),
+                "max_s": round(max(timings), 2),
+                "target_s": 5,
+            }
+            print(granularity, results[f"anomaly_scan_agents_90d_{granularity}"], flush=True)
+    save("insights", results)
+
+
 # -- budgets: reserve + commit ----------------------------------------------------------------------
 
 
@@ -481,14 +541,42 @@ def bench_api(args: argparse.Namespace) -> None:
 # -- reports ---------------------------------------------------------------------------------------
 
 
+def build_month_ledger(events_90d: int) -> Path:
+    """October alone, at the daily density of an ``events_90d``-event 90-day demo ledger (cached).
+
+    A month's report reads only that month's rollups, so this stands for a month of the big demo
+    ledger without ingesting its other two months."""
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"demo-month-of-{events_90d}.db"
+    if path.exists():
+        return path
+    events = events_90d * 31 // 90
+    print(f"building October at the density of a {events_90d:,}-event ledger ({events:,} events) ...", flush=True)
+    work = Path(tempfile.mkdtemp(dir=CACHE))
+    source = work / "usage.jsonl"
+    write_demo_file(source, events, days=31)
+    partial = work / "ledger.db"
+    ledger = Ledger(settings=Settings(database_url=f"sqlite:///{partial}", spool_dir=work / "spool"), background=False)
+    start = time.perf_counter()
+    result = ingest_files(ledger, [source])
+    ledger.close()
+    print(f"  ingested {result.accepted:,} in {time.perf_counter() - start:.0f}s", flush=True)
+    source.unlink()
+    partial.rename(path)
+    shutil.rmtree(work, ignore_errors=True)
+    return path
+
+
 def bench_reports(args: argparse.Namespace) -> None:
     """A month's report (October, the last full month of the demo ledger) in every format."""
     from tokenledger.reports import export
 
     runs = []
     now = END + timedelta(days=1)
-    for size in args.sizes:
-        path = build_ledger(size)
+    ledgers = [(f"{size:,} events (90 days)", size, build_ledger) for size in args.sizes]
+    ledgers += [(f"October at the density of {n:,} events / 90 days", n, build_month_ledger) for n in args.month_of]
+    for label, size, build in ledgers:
+        path = build(size)
         settings = Settings(database_url=f"sqlite:///{path}", spool_dir=path.parent / "spool")
         with Ledger(settings=settings, background=False, clock=lambda now=now: now) as ledger:
             for fmt, kind in (
@@ -506,7 +594,7 @@ def bench_reports(args: argparse.Namespace) -> None:
                 assert made.data is not None
                 runs.append(
                     {
-                        "events": size,
+                        "ledger": label,
                         "format": fmt,
                         "kind": kind,
                         "requests_in_month": made.data.measure("requests"),
@@ -533,9 +621,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=200_000, help="ingest: events in the file")
     parser.add_argument("--sizes", default="1000000", help="query: ledger sizes, comma-separated")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--month-of", default="", help="reports: also a month at these 90-day ledger densities")
+    parser.add_argument("--insights-events", type=int, default=10_000_000, help="insights: ledger size")
     parser.add_argument("--postgres", default=os.environ.get("TOKENLEDGER_TEST_POSTGRES_URL"))
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in str(args.sizes).split(",")]
+    args.month_of = [int(s) for s in str(args.month_of).split(",") if s]
     for name in args.benchmarks:
         benches = {
             "record": bench_record,
@@ -544,6 +635,7 @@ def main(argv: list[str] | None = None) -> None:
             "budgets": bench_budgets,
             "api": bench_api,
             "reports": bench_reports,
+            "insights": bench_insights,
         }
         benches[name](args)
 

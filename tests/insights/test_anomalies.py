@@ -1,18 +1,21 @@
-"""Anomalies: a clear spike is found with its cause, rescans are idempotent, the lifecycle holds.
-
-The accuracy target on the demo's injected spikes (precision and recall >= 0.9) is not met yet;
-see the issue notes. These tests cover what the detector does today.
-"""
+"""Anomalies: accuracy on the demo's injected spikes, clear synthetic spikes found with their cause
+and no alarm on plain seasonal noise, idempotent rescans, the lifecycle, the CLI and API."""
 
 from __future__ import annotations
 
+import json
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
+from tokenledger import Ledger, Settings
+from tokenledger.bulk import ingest_files
+from tokenledger.demo import DemoSpec, generate, ground_truth
 from tokenledger.errors import InvalidInput
 from tokenledger.insights import anomalies
+from tokenledger.store.query import grouped_costs
 
 
 @pytest.fixture
@@ -84,3 +87,128 @@ def test_cli_and_api(spiky, clock, tmp_path):
             assert [a["id"] for a in listed] == [first]
 
     asyncio.run(calls())
+
+
+# -- synthetic series -------------------------------------------------------------------------------
+
+WEEKDAY = [1.0, 1.1, 1.05, 1.0, 0.95, 0.4, 0.35]  # Monday..Sunday volume
+
+
+def _seasonal_items(clock, *, days: int, switch_days: frozenset[int] = frozenset(), seed: int = 9):
+    """Two pipelines with a weekly profile, Poisson-ish daily noise and a slow trend; on
+    ``switch_days`` (days ago) the summarizer moves 90% of its calls to a dearer model."""
+    rng = random.Random(seed)
+    items = []
+    for day in range(days, 0, -1):
+        when = clock.now.replace(hour=0) - timedelta(days=day)
+        for agent, operation, base in (("summarizer", "summarize", 90), ("tagger", "classify", 120)):
+            calls = max(1, round(rng.gauss(base * WEEKDAY[when.weekday()] * (1 + 0.004 * (days - day)), 6)))
+            for n in range(calls):
+                model = "gpt-4o-mini"
+                if agent == "summarizer" and day in switch_days and rng.random() < 0.9:
+                    model = "gpt-4o"
+                items.append((f"{day}-{agent}-{n}", {
+                    "timestamp": (when + timedelta(seconds=rng.randrange(86_400))).isoformat(),
+                    "provider": "openai", "model": model, "agent": agent, "department": "ops",
+                    "operation": operation, "input_tokens": 1_500 + rng.randint(0, 400),
+                    "output_tokens": 200 + rng.randint(0, 60),
+                }))  # fmt: skip
+    return items
+
+
+def test_plain_seasonal_noise_raises_no_alarm(ledger, clock):
+    ledger.ingest(_seasonal_items(clock, days=70))
+    for granularity in anomalies.GRANULARITIES:
+        found = anomalies.detect(ledger.store, now=clock.now, since="42d", granularity=granularity)
+        assert found == [], [a.to_dict() for a in found]
+
+
+def test_a_model_switch_is_found_with_its_model_and_hour_bounds(ledger, clock):
+    ledger.ingest(_seasonal_items(clock, days=70, switch_days=frozenset({4, 3})))
+    found = anomalies.detect(ledger.store, now=clock.now, since="42d", levels=("agent",), granularity="hour")
+    assert [a.scope for a in found] == [{"agent": "summarizer"}], [a.to_dict() for a in found]
+    spike = found[0]
+    switch_start = clock.now.replace(hour=0) - timedelta(days=4)
+    assert switch_start - timedelta(hours=3) <= spike.start and spike.end <= switch_start + timedelta(days=2, hours=3)
+    assert spike.cause == "model_switch" and spike.causes[0]["dimension"] == {"model": "gpt-4o"}
+    assert 0 < spike.score <= 1 and spike.impact_nanos > 0 and spike.impact_pct > 100
+    assert spike.department == "ops"
+
+
+# -- the demo fleet's injected spikes ---------------------------------------------------------------
+
+DEMO_END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo fleet, 1M events over 90 days, with its recorded ground truth (SQLite).
+
+    1M events because the injected 3-4x spikes of the smallest scopes (a busy triage bot makes
+    ~100 calls a day at this size) only stand clear of day-to-day noise from about this volume;
+    at 300k events two of the five are statistically indistinguishable from the noise peaks.
+    """
+    spec = DemoSpec(seed=7, days=90, events=1_000_000, end=DEMO_END)
+    folder = tmp_path_factory.mktemp("demo")
+    source = folder / "demo.jsonl"
+    with open(source, "w") as handle:
+        for event in generate(spec):
+            handle.write(json.dumps(event, separators=(",", ":")) + "\n")
+    settings = Settings(database_url=f"sqlite:///{folder / 'demo.db'}", spool_dir=folder / "spool")
+    ledger = Ledger(settings=settings, background=False, clock=lambda: DEMO_END)
+    ingest_files(ledger, [source], source="demo")
+    source.unlink()
+    ledger.store.set_meta("demo_ground_truth", ground_truth(spec))  # as `tokenledger demo` records it
+    yield ledger
+    ledger.close()
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.mark.slow
+def test_accuracy_on_the_demo_ledgers_injected_spikes(demo):
+    """Precision and recall >= 0.9 at every level, with the injected cause ranked first.
+
+    A FinOps reading of "correct": a detection is right when its window overlaps an injected
+    spike's and its scope is the spike's, contains it (the fleet; the department of a spiked
+    agent) or lies inside it (an agent of a spiked department); a spike is found when a detection
+    of exactly its scope overlaps it, and that detection's first cause must name the injected
+    mechanism and dimension value (e.g. ``model_switch`` on ``model=gpt-4o``).
+    """
+    truth = demo.store.get_meta("demo_ground_truth")["anomalies"]
+    assert len(truth) == 5
+    owner = {r.keys[0]: r.keys[1] for r in grouped_costs(demo.store, ["agent", "department"], 0, 2**62)}
+
+    def related(scope: dict[str, str], spiked: dict[str, str]) -> bool:
+        if not scope:
+            return True
+        ((key, value),), ((spiked_key, spiked_value),) = scope.items(), spiked.items()
+        if key == spiked_key:
+            return value == spiked_value
+        if key == "department":
+            return owner.get(spiked_value) == value
+        return owner.get(value) == spiked_value
+
+    def overlaps(a: anomalies.Anomaly, spike: dict) -> bool:
+        return a.start < _at(spike["end"]) and _at(spike["start"]) < a.end
+
+    found = anomalies.detect(demo.store, now=DEMO_END, since="90d", granularity="hour")
+    described = [(a.scope, a.start.isoformat(), a.end.isoformat(), a.cause) for a in found]
+    correct = [a for a in found if any(related(a.scope, s["scope"]) and overlaps(a, s) for s in truth)]
+    precision = len(correct) / len(found) if found else 0.0
+    hits = {s["id"]: [a for a in found if a.scope == s["scope"] and overlaps(a, s)] for s in truth}
+    recall = sum(1 for s in truth if hits[s["id"]]) / len(truth)
+    assert precision >= 0.9, (precision, described)
+    assert recall >= 0.9, (recall, described, truth)
+    for spike in truth:
+        for a in hits[spike["id"]]:
+            first = a.causes[0]
+            assert (first["cause"], first["dimension"]) == (spike["cause"], spike["dimension"]), (spike, a.causes)
+            assert 0 < a.score <= 1 and a.actual_nanos > a.expected_nanos > 0
+            assert a.impact_pct is not None and a.impact_pct > Decimal(50)
+            assert a.impact_usd == a.actual_usd - a.expected_usd
+            # hour-precise bounds: within half a day of the injected window
+            assert abs(a.start - _at(spike["start"])) <= timedelta(hours=12), (spike, a.to_dict())
+            assert abs(a.end - _at(spike["end"])) <= timedelta(hours=12), (spike, a.to_dict())
