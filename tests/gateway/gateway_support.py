@@ -80,7 +80,7 @@ def config_for(simulator: RunningSimulator, **extra: Any) -> GatewayConfig:
             "anthropic": {"kind": "anthropic", "base_url": simulator.url, "api_key_env": "TL_TEST_ANTHROPIC_KEY"},
         },
         "refresh_interval_s": 0.2,
-        "forward_headers": ["x-simulator-fail"],
+        "forward_headers": ["x-simulator-fail", "x-simulator-chunk-delay-ms"],
     }
     data.update(extra)
     return parse_config(data)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import anthropic
+import httpx
 import openai
 import pytest
 from sqlalchemy import select
@@ -174,3 +177,34 @@ def test_fallback_on_upstream_error_and_timeout(gw_ledger, simulator, virtual_ke
     finally:
         client.close()
         running.stop()
+
+
+def test_a_client_that_hangs_up_mid_stream_is_charged_what_was_reported(gw_ledger, running, virtual_key):
+    _budget(gw_ledger, running, name="research", amount="100", action="block")
+    slow = {"x-simulator-chunk-delay-ms": "100"}
+    anthropic_body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 200,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Write a long story about ledgers."}],
+    }
+    headers = {"x-api-key": virtual_key, "anthropic-version": "2023-06-01", **slow}
+    with httpx.stream("POST", f"{running.url}/v1/messages", json=anthropic_body, headers=headers) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data:") and "content_block_delta" in line:
+                break  # hang up after the first words
+    openai_body = {"model": "gpt-4o-mini", "stream": True, "max_tokens": 200, "messages": anthropic_body["messages"]}
+    headers = {"authorization": f"Bearer {virtual_key}", **slow}
+    with httpx.stream("POST", f"{running.url}/v1/chat/completions", json=openai_body, headers=headers) as response:
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                break
+    running.settle()
+    [event] = gateway_events(gw_ledger)  # OpenAI had reported nothing yet: released, not charged
+    assert event["provider"] == "anthropic" and event["status"] == "error"
+    tags = event["tags"] if isinstance(event["tags"], dict) else json.loads(event["tags"])
+    assert tags["gateway.outcome"] == "client_disconnected"
+    assert event["output_tokens"] == 1 and event["input_tokens"] > 0
+    assert _spent(gw_ledger, "research") == (event["cost_nanos"], 0)
+    assert sorted(_reservation_states(gw_ledger)) == ["committed", "released"]
