@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import openai
+import pytest
 
 from tokenledger.gateway.keys import create_key
 from tokenledger.gateway.policies import create_policy
 from tokenledger.gateway.savings import cache_savings
 
-from .gateway_support import DIMS, gateway_events, usd
+from .gateway_support import DIMS, config_for, gateway_events, serve_gateway, usd
 
 CHAT = {
     "model": "gpt-4o",
@@ -82,3 +83,31 @@ def test_semantic_hit_for_a_similar_question(gw_ledger, running, simulator):
     assert len(simulator.requests) == 2
     running.settle()
     assert cache_savings(gw_ledger, since="1d")["by_kind"]["semantic"]["hits"] == 1
+
+
+def test_two_gateways_share_the_exact_cache_through_redis(gw_ledger, simulator):
+    import uuid
+
+    import redis
+
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    # A database number of its own would collide with other tests; a fresh key prefix is the namespace.
+    url = "redis://127.0.0.1:6379/0"
+    namespace = uuid.uuid4().hex
+    key, _ = create_key(gw_ledger.store, now=gw_ledger.clock(), dims={**DIMS, "project": namespace}, cache="exact")
+    config = config_for(simulator, cache={"exact": {"url": url, "ttl_s": 60}})
+    first, second = serve_gateway(gw_ledger, config), serve_gateway(gw_ledger, config)
+    try:
+        with _client(first, key) as one, _client(second, key) as two:
+            body = {**CHAT, "messages": [{"role": "user", "content": f"Shared question {namespace}"}]}
+            one.chat.completions.create(**body)
+            first.settle()
+            hit = two.chat.completions.with_raw_response.create(**body)
+            assert hit.headers["x-tokenledger-cache"] == "exact"
+        assert len(simulator.requests) == 1
+    finally:
+        first.stop()
+        second.stop()
