@@ -64,9 +64,31 @@ def test_a_cache_policy_switches_caching_on_for_its_scope(gw_ledger, running, si
         running.settle()
         again = client.chat.completions.with_raw_response.create(**CHAT)
         assert again.headers["x-tokenledger-cache"] == "exact"
-        # Streaming requests are not answered from the cache; they still reach the upstream.
-        list(client.chat.completions.create(**CHAT, stream=True))
-    assert len(simulator.requests) == 2
+        # A streaming client gets the cached answer replayed as events, usage chunk only if asked.
+        chunks = list(client.chat.completions.create(**CHAT, stream=True))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == again.parse().choices[0].message.content
+        assert all(c.usage is None for c in chunks)
+        with_usage = list(client.chat.completions.create(**CHAT, stream=True, stream_options={"include_usage": True}))
+        assert with_usage[-1].usage.completion_tokens == again.parse().usage.completion_tokens
+    assert len(simulator.requests) == 1
+    running.settle()
+    assert cache_savings(gw_ledger, since="1d")["hits"] == 3
+
+
+def test_anthropic_stream_replayed_from_the_cache(gw_ledger, running, simulator):
+    import anthropic
+
+    key, _ = create_key(gw_ledger.store, now=gw_ledger.clock(), dims=DIMS, cache="exact")
+    body = {"model": "claude-haiku-4-5", "max_tokens": 30, "messages": [{"role": "user", "content": "Name a color."}]}
+    with anthropic.Anthropic(base_url=running.url, api_key=key, max_retries=0) as client:
+        original = client.messages.create(**body)
+        running.settle()
+        with client.messages.stream(**body) as stream:
+            replayed = stream.get_final_message()
+    assert replayed.content[0].text == original.content[0].text
+    assert replayed.usage.output_tokens == original.usage.output_tokens
+    assert replayed.usage.input_tokens == original.usage.input_tokens
+    assert len(simulator.requests) == 1
 
 
 def test_semantic_hit_for_a_similar_question(gw_ledger, running, simulator):

@@ -45,6 +45,7 @@ from .config import GatewayConfig
 from .keys import KeyBook, VirtualKey
 from .metering import StreamMeter, usage_from_body
 from .policies import PolicyBook
+from .replay import replay_stream
 from .wire import ANTHROPIC, ENDPOINTS, OPENAI, GatewayError, max_output_field
 
 __all__ = ["Gateway", "create_gateway_app"]
@@ -466,7 +467,7 @@ class Gateway:
                 call.body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
                 call.hide_usage_chunk = True
                 call.changed = True
-        if call.cache_mode != "off" and not call.stream and await self._serve_from_cache(call, send):
+        if call.cache_mode != "off" and await self._serve_from_cache(call, send):
             return
         await self._reserve(call)
         try:
@@ -706,6 +707,13 @@ class Gateway:
         if hit is None:
             return False
         found, kind = hit
+        body, content_type = found.body, found.headers.get("content-type", "application/json")
+        if call.stream:
+            # The cache holds whole answers; a streaming client gets it replayed as events.
+            replayed = replay_stream(call.endpoint, found.body, include_usage=not call.hide_usage_chunk)
+            if replayed is None:
+                return False
+            body, content_type = replayed, "text/event-stream; charset=utf-8"
         call.upstream = call.upstream or ""
         event = parse_event(
             {
@@ -725,16 +733,14 @@ class Gateway:
             }
         )
         self.ledger.record_event(event, source="gateway")
-        headers = [
-            (k.lower().encode(), v.encode()) for k, v in found.headers.items() if k.lower().encode() not in HOP_BY_HOP
-        ]
+        headers = [(b"content-type", content_type.encode())]
         headers += self._headers(call)
         headers += [
             (b"x-tokenledger-cache", kind.encode()),
             (b"x-tokenledger-cost-usd", b"0.000000000"),
             (b"x-tokenledger-saved-usd", format_usd(found.cost_nanos).encode()),
         ]
-        await send_bytes(send, found.status, found.body, None, headers)
+        await send_bytes(send, found.status, body, None, headers)
         return True
 
     async def _cache_put(
