@@ -600,8 +600,12 @@ def reconcile(
     usage_days: set[tuple[str, int]] = set()
     billed_days: set[tuple[str, int]] = set()
 
+    canonical_ids: dict[tuple[str, str | None], str] = {}
+
     def cell_for(day_us: int, prov: str, model: str | None, key: str | None) -> Cell:
-        canonical = _canonical(pricer, prov, model)
+        canonical = canonical_ids.get((prov, model))
+        if canonical is None:
+            canonical = canonical_ids[(prov, model)] = _canonical(pricer, prov, model)
         ident = (day_us, prov, canonical, key)
         cell = cells.get(ident)
         if cell is None:
