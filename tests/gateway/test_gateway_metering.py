@@ -126,3 +126,29 @@ def test_responses_stream_usage_from_the_completed_event():
     meter = StreamMeter("responses", "openai")
     meter.feed(_sse({"type": "response.created", "response": {"id": "r1"}}, completed, named=True))
     assert meter.usage is not None and (meter.usage.units["input_tokens"], meter.usage.units["output_tokens"]) == (9, 3)
+
+
+def test_budget_estimates_count_inline_images_per_image_not_per_byte():
+    from tokenledger.gateway.proxy import _text_size
+
+    image = "data:image/png;base64," + "A" * 400_000
+    body = {
+        "model": "gpt-4o",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is in this picture?"},
+                    {"type": "image_url", "image_url": {"url": image}},
+                ],
+            }
+        ],
+    }
+    size, media = _text_size(body)
+    assert media == 1 and size < 300
+    anthropic_body = {"source": {"type": "base64", "media_type": "image/png", "data": "B" * 100_000}}
+    assert _text_size(anthropic_body)[1] == 1
+    plain = {"messages": [{"role": "user", "content": "é" * 10}]}
+    assert (
+        _text_size(plain) == (len(json.dumps(plain, ensure_ascii=False).encode()) - 2, 0) or _text_size(plain)[0] >= 20
+    )

@@ -103,6 +103,8 @@ class Limits(_Strict):
     #: Request-body bytes per input token for the budget estimate (conservative: JSON and UTF-8
     #: overhead make real prompts use more bytes per token than this).
     estimate_bytes_per_token: Annotated[int, Field(ge=1, le=16)] = 3
+    #: Input tokens assumed per inline image or audio part (base64 is not billed by its size).
+    estimate_media_tokens: Annotated[int, Field(ge=0)] = 2000
     reservation_ttl_s: Annotated[int, Field(ge=1, le=86_400)] = 600
 
 

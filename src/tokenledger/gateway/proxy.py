@@ -57,6 +57,34 @@ _FORWARD = ("anthropic-version", "anthropic-beta", "openai-organization", "opena
 _CATEGORY = {"embeddings": "embedding"}
 
 
+#: Bodies smaller than this cannot hold inline images or audio worth discounting.
+_INLINE_MEDIA_MIN = 32 * 1024
+
+
+def _text_size(value: Any) -> tuple[int, int]:
+    """(UTF-8 bytes of a request body without its inline media, number of inline media parts).
+
+    Base64 images and audio (``data:`` URLs, Anthropic ``source.data``, ``input_audio.data``) are
+    billed per image or per second, not per byte: counted by ``estimate_media_tokens`` instead.
+    """
+    if isinstance(value, str):
+        if value.startswith("data:") or len(value) > _INLINE_MEDIA_MIN:
+            return 0, 1
+        return len(value.encode()), 0
+    size = media = 0
+    if isinstance(value, dict):
+        for key, item in value.items():
+            part, found = _text_size(item)
+            size, media = size + len(key) + 4 + part, media + found
+    elif isinstance(value, list):
+        for item in value:
+            part, found = _text_size(item)
+            size, media = size + 2 + part, media + found
+    else:
+        size = len(str(value))
+    return size, media
+
+
 class Gateway:
     """The ASGI application. ``transports`` (upstream name -> httpx transport) is the test seam."""
 
@@ -370,7 +398,10 @@ class Gateway:
 
     def _estimate_nanos(self, call: Call) -> int:
         limits = self.config.limits
-        input_tokens = -(-len(call.raw) // limits.estimate_bytes_per_token)
+        size, media = len(call.raw), 0
+        if size > _INLINE_MEDIA_MIN:
+            size, media = _text_size(call.body)
+        input_tokens = -(-size // limits.estimate_bytes_per_token) + media * limits.estimate_media_tokens
         output = 0
         name = max_output_field(call.endpoint, call.body)
         if name is not None:
