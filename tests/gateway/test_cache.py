@@ -715,6 +715,7 @@ async def test_semantic_on_redis(redis_prefix, clock, caplog):
             clock.now += timedelta(seconds=1)
             await first.put("tenant-a", "gpt-4o-mini", ask(f"entry {i} about topic {i * 7919}"), answer(str(i)))
         assert await exact.redis.zcard(f"{redis_prefix}sem:ids") <= 5
+        await asyncio.sleep(0.3)  # another process's entries are picked up every 0.25 s on Redis
         assert await second.lookup("tenant-a", "gpt-4o-mini", ask("entry 6 about topic 47514")) is not None
         assert await second.lookup("tenant-a", "gpt-4o-mini", ask("entry 0 about topic 0")) is None
         newest = max(int(i) for i in await exact.redis.zrange(f"{redis_prefix}sem:ids", 0, -1))

@@ -263,8 +263,8 @@ class SemanticStore(Protocol):
         """(id, partition, float32 vector bytes, expires_us) of entries added after ``last_id``."""
         ...
 
-    async def value(self, entry_id: int) -> tuple[bytes, int, int] | None:
-        """(encoded response, expires_us, accessed_us), or None when gone."""
+    async def value(self, entry_id: int, now: int) -> tuple[bytes, int] | None:
+        """(encoded response, expires_us), or None when gone; notes the use (for LRU eviction)."""
         ...
 
     async def live_ids(self) -> set[int]: ...
@@ -272,8 +272,6 @@ class SemanticStore(Protocol):
     async def add(
         self, partition: str, vector: bytes, value: bytes, expires_us: int, now: int, max_entries: int
     ) -> tuple[int, list[int]]: ...
-
-    async def touch(self, entry_id: int, now: int) -> None: ...
 
     async def drop(self, entry_id: int) -> None: ...
 
@@ -347,11 +345,16 @@ class SQLiteSemanticStore:
                 "SELECT id, partition, vector, expires_us FROM semantic_entries WHERE id > ? ORDER BY id", (last_id,)
             ).fetchall()
 
-    async def value(self, entry_id: int) -> tuple[bytes, int, int] | None:
+    async def value(self, entry_id: int, now: int) -> tuple[bytes, int] | None:
         with self._read_lock:
-            return self._reader.execute(
+            row = self._reader.execute(
                 "SELECT value, expires_us, accessed_us FROM semantic_entries WHERE id = ?", (entry_id,)
             ).fetchone()
+        if row is None:
+            return None
+        if now - row[2] >= 1_000_000:  # at most one write per entry per second
+            self._background("UPDATE semantic_entries SET accessed_us = ? WHERE id = ?", (now, entry_id))
+        return row[0], row[1]
 
     async def live_ids(self) -> set[int]:
         return await asyncio.get_running_loop().run_in_executor(None, self._live_ids_sync)
@@ -406,9 +409,6 @@ class SQLiteSemanticStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-
-    async def touch(self, entry_id: int, now: int) -> None:
-        self._background("UPDATE semantic_entries SET accessed_us = ? WHERE id = ?", (now, entry_id))
 
     async def drop(self, entry_id: int) -> None:
         self._background("DELETE FROM semantic_entries WHERE id = ?", (entry_id,))
@@ -479,6 +479,10 @@ return {id, evicted}
 class RedisSemanticStore:
     """Semantic cache entries in Redis, shared by every gateway process pointed at it.
 
+    A :class:`SemanticCache` asks it for entries added by other processes at most every
+    ``catch_up_interval_s`` (0.25 s) rather than on every lookup: a round trip saved per lookup,
+    for a quarter of a second before another process's answer can be reused here.
+
     Keys under ``prefix``: ``next`` (id counter), ``e:{id}`` (a hash: partition, vector, response,
     expiry; with ``EXPIRE``), and three sorted sets of ids: ``ids`` (by id, for catching up),
     ``lru`` (by last use) and ``exp`` (by expiry). Needs a single Redis node (the add script
@@ -496,7 +500,7 @@ class RedisSemanticStore:
         self.redis: Any = client if client is not None else redis_asyncio.Redis.from_url(url, socket_timeout=2.0)
         self._add_script = self.redis.register_script(_REDIS_ADD)
         self._keys = [f"{prefix}next", f"{prefix}ids", f"{prefix}lru", f"{prefix}exp"]
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.catch_up_interval_s = 0.25
 
     def describe(self) -> str:
         return f"redis {self.prefix}"
@@ -518,14 +522,14 @@ class RedisSemanticStore:
                     rows.append((entry_id, partition.decode(), vector, int(expires)))
         return rows
 
-    async def value(self, entry_id: int) -> tuple[bytes, int, int] | None:
-        async with self.redis.pipeline(transaction=False) as pipe:
+    async def value(self, entry_id: int, now: int) -> tuple[bytes, int] | None:
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
             pipe.hmget(self._entry(entry_id), "d", "x")
-            pipe.zscore(self._keys[2], entry_id)
-            (value, expires), accessed = await pipe.execute()
+            pipe.zadd(self._keys[2], {str(entry_id): now}, xx=True)
+            (value, expires), _ = await pipe.execute()
         if value is None or expires is None:
             return None
-        return value, int(expires), int(accessed or 0)
+        return value, int(expires)
 
     async def live_ids(self) -> set[int]:
         return {int(i) for i in await self.redis.zrange(self._keys[1], 0, -1)}
@@ -550,12 +554,6 @@ class RedisSemanticStore:
         )
         return int(entry_id), [int(i) for i in evicted]
 
-    async def touch(self, entry_id: int, now: int) -> None:
-        # Off the hit's path: the refresh only steers eviction.
-        task = asyncio.get_running_loop().create_task(self.redis.zadd(self._keys[2], {str(entry_id): now}, xx=True))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def drop(self, entry_id: int) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(self._entry(entry_id))
@@ -564,8 +562,6 @@ class RedisSemanticStore:
             await pipe.execute()
 
     async def close(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._owns_client:
             await self.redis.aclose()
 
@@ -694,6 +690,7 @@ class SemanticCache:
         self._last_resync = time.monotonic()
         self._complain = _Complaints(f"semantic cache {self.store.describe()}")
         self._sync_lock: asyncio.Lock | None = None
+        self._last_catch_up = -1e18
 
     def _partition_key(self, namespace: str, model: str, scope: str) -> str:
         return json.dumps([self.embedder_id, namespace, model, scope], separators=(",", ":"))
@@ -704,10 +701,14 @@ class SemanticCache:
             return _embed_one(self.embedder, text)
         return await asyncio.get_running_loop().run_in_executor(None, _embed_one, self.embedder, text)
 
-    async def _catch_up(self) -> None:
+    async def _catch_up(self, *, force: bool = False) -> None:
+        interval = getattr(self.store, "catch_up_interval_s", 0.0)
+        if not force and interval and time.monotonic() - self._last_catch_up < interval:
+            return
         if self._sync_lock is None:
             self._sync_lock = asyncio.Lock()
         async with self._sync_lock:
+            self._last_catch_up = time.monotonic()
             rows = await self.store.added_since(self._last_id)
             self._index(rows)
 
@@ -763,11 +764,11 @@ class SemanticCache:
             return None
         now = _now_us(self.clock)
         for entry_id, similarity in await partition.best(query, now, threshold):
-            row = await self.store.value(entry_id)
+            row = await self.store.value(entry_id, now)
             if row is None:  # deleted by another process
                 self._forget(entry_id)
                 continue
-            value, expires_us, accessed_us = row
+            value, expires_us = row
             if expires_us <= now:
                 continue
             try:
@@ -777,8 +778,6 @@ class SemanticCache:
                 self._forget(entry_id)
                 await self.store.drop(entry_id)
                 continue
-            if now - accessed_us >= 1_000_000:
-                await self.store.touch(entry_id, now)
             return response, min(similarity, 1.0)
         return None
 
@@ -814,7 +813,7 @@ class SemanticCache:
 
     async def warm(self) -> None:
         """Load the stored vectors now (at startup) instead of on the first lookup."""
-        await self._catch_up()
+        await self._catch_up(force=True)
 
     def entries(self) -> int:
         """Entries held in this process's index."""
