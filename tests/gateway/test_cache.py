@@ -479,6 +479,10 @@ def test_cache_text_is_the_last_user_turn_with_a_scope():
     ]
     scopes = {split_cache_text(cache_text(CHAT, body))[0] for body in changed}
     assert scope not in scopes and len(scopes) == len(changed)
+    # Numbers in the question are part of the scope: near-identical text, different answer.
+    refund = split_cache_text(cache_text(CHAT, chat(messages=[{"role": "user", "content": "Refund order 48213"}])))[0]
+    other = split_cache_text(cache_text(CHAT, chat(messages=[{"role": "user", "content": "Refund order 48214"}])))[0]
+    assert refund != other
     # Content blocks of text read like a string.
     blocks = chat(
         messages=[

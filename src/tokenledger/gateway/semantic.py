@@ -10,6 +10,10 @@ partitions by it (as well as by namespace, model and embedder). Two reasons: a l
 prompt or history would otherwise dominate the similarity of any two questions, and an answer is
 only reusable for the same instructions, tools and parameters.
 
+The numbers in the last turn are part of the scope too: questions that differ in a number ("refund
+order 48213" / "refund order 48214") are near-identical text with different answers, and never
+answer each other.
+
 Not cacheable (``cache_text`` returns ``None``):
 
 * endpoints other than chat completions, Anthropic messages, responses and embeddings;
@@ -96,6 +100,9 @@ _CONVERSATION_FIELDS = {
 }
 
 
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
 def _kind(path: str) -> str | None:
     for suffix in _CONVERSATION_FIELDS:
         if path.endswith(suffix):
@@ -146,7 +153,12 @@ def cache_text(endpoint: str, body: Mapping[str, Any], *, max_temperature: float
         return None
     shape = {k: v for k, v in params.items() if k not in _CONVERSATION_FIELDS[kind] and k != "model"}
     try:
-        fingerprint = canonical_json({"endpoint": path, "params": shape, "context": context}, where="cache text")
+        # The numbers in the question must match exactly: "refund order 48213" and "refund order
+        # 48214" are near-identical text with different answers.
+        numbers = _NUMBER.findall(question)
+        fingerprint = canonical_json(
+            {"endpoint": path, "params": shape, "context": context, "numbers": numbers}, where="cache text"
+        )
     except InvalidInput:
         return None
     scope = hashlib.sha256(fingerprint.encode()).hexdigest()[:32]
