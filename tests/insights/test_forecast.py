@@ -146,6 +146,27 @@ def test_daily_series_and_forecast_many_read_the_ledger(ledger):
     assert set(agents) == {"research-bot", "support-bot"}
 
 
+def test_point_forecast_is_statsmodels_own():
+    from tokenledger.insights.forecast import _fit, _point_forecast
+
+    for seed, seasonal in ((1, True), (2, True), (3, False)):
+        values = np.array([float(v) for _, v in synthetic(seed)])
+        result = _fit(values, seasonal)
+        assert np.allclose(_point_forecast(result, seasonal, 90), result.forecast(90), rtol=1e-12, atol=1e-9)
+
+
+def test_bulk_forecasts_in_worker_processes_equal_sequential_ones(monkeypatch):
+    from tokenledger.insights import forecast as module
+
+    jobs = [(synthetic(seed, days=60 + seed), 30, TODAY) for seed in range(6)]
+    sequential = [module._forecast_job(job) for job in jobs]
+    monkeypatch.setattr(module, "PARALLEL_MIN_SERIES", 2)
+    monkeypatch.setattr(module.os, "cpu_count", lambda: 2)
+    parallel = module._run_jobs(jobs)
+    assert [f.to_dict() for f in parallel] == [f.to_dict() for f in sequential]
+    assert all(np.array_equal(a.paths, b.paths) for a, b in zip(parallel, sequential, strict=True))
+
+
 def test_model_switch_factor_is_exact(ledger, clock):
     spend(ledger, 30)
     # gpt-4o-mini input is $0.15/M against gpt-4o's $2.50/M: ratio 0.06; half the traffic moves.
