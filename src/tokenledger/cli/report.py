@@ -102,6 +102,7 @@ def report(
         f"Wrote {target} ({len(made.content):,} bytes): {made.data.title} {made.data.period.label}{state}, "
         f"total ${made.data.display_total:,.2f} (exact {made.total_usd} USD)",
         highlight=False,
+        soft_wrap=True,  # a path is not to be broken over lines
     )
 
 
