@@ -164,3 +164,19 @@ def test_keys_cli_create_list_revoke(db_url, tmp_path):
     assert bad.exit_code != 0 and "unknown dimension 'planet'" in bad.output
     missing = runner.invoke(cli, ["--db", db_url, "gateway", "keys", "revoke", "nope"])
     assert missing.exit_code != 0 and "does not exist" in missing.output
+
+
+def test_key_defaults_from_the_config_fill_what_a_key_leaves_unset(gw_ledger, simulator):
+    key, _ = create_key(gw_ledger.store, now=gw_ledger.clock(), dims={"agent": "bot", "environment": "staging"})
+    config = config_for(simulator, keys={"dims": {"environment": "production", "team": "core"}, "rate_limit_rpm": 1})
+    running = serve_gateway(gw_ledger, config)
+    try:
+        with openai.OpenAI(base_url=running.openai_base_url, api_key=key, max_retries=0) as client:
+            client.chat.completions.create(**CHAT)
+            with pytest.raises(openai.RateLimitError):
+                client.chat.completions.create(**CHAT)
+        running.settle()
+        [event] = gateway_events(gw_ledger)
+        assert (event["agent"], event["environment"], event["team"]) == ("bot", "staging", "core")
+    finally:
+        running.stop()

@@ -151,12 +151,31 @@ def revoke_key(store: Store, key_id: str, *, now: datetime) -> None:
 
 
 class KeyBook:
-    """Every active virtual key of the database, by hash; reloaded when the version changes."""
+    """Every active virtual key of the database, by hash; reloaded when the version changes.
 
-    def __init__(self, store: Store) -> None:
+    ``defaults`` (gateway.yaml ``keys``) fill what a key leaves unset: attribution dimensions the
+    key does not name, the rate limit of keys without one, the cache mode of keys with ``off``.
+    """
+
+    def __init__(self, store: Store, defaults: Any = None) -> None:
         self.store = store
+        self.defaults = defaults
         self.version: Any = object()
         self.by_hash: dict[str, VirtualKey] = {}
+
+    def _with_defaults(self, key: VirtualKey) -> VirtualKey:
+        defaults = self.defaults
+        if defaults is None:
+            return key
+        return VirtualKey(
+            key_id=key.key_id,
+            name=key.name,
+            dims={**defaults.dims, **key.dims},
+            allowed_models=key.allowed_models,
+            rate_limit_rpm=key.rate_limit_rpm or defaults.rate_limit_rpm,
+            cache=key.cache if key.cache != "off" else defaults.cache,
+            revoked=key.revoked,
+        )
 
     def refresh(self) -> bool:
         """Reload when another process (or this one) changed the keys; True when reloaded."""
@@ -165,7 +184,7 @@ class KeyBook:
             if version == self.version:
                 return False
             rows = conn.execute(select(gateway_keys).where(~gateway_keys.c.revoked)).all()
-        self.by_hash = {row.key_hash: _from_row(row) for row in rows}
+        self.by_hash = {row.key_hash: self._with_defaults(_from_row(row)) for row in rows}
         self.version = version
         return True
 

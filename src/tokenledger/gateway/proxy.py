@@ -99,7 +99,7 @@ class Gateway:
     ) -> None:
         self.ledger = ledger
         self.config = config
-        self.keys = KeyBook(ledger.store)
+        self.keys = KeyBook(ledger.store, config.keys)
         self.policies = PolicyBook(ledger.store)
         self.budget_book: Any = None
         self.clients: dict[str, httpx.AsyncClient] = {}
@@ -264,7 +264,7 @@ class Gateway:
         return key
 
     def _rate_limit(self, key: VirtualKey) -> None:
-        limit = key.rate_limit_rpm or self.config.keys.rate_limit_rpm
+        limit = key.rate_limit_rpm
         if not limit:
             return
         now = time.time()
