@@ -24,6 +24,7 @@ the cost columns are authoritative.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections.abc import Iterator, Sequence
@@ -136,6 +137,7 @@ _PROVIDER_NAMES = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -263,8 +265,13 @@ def render_focus(
     cost_centers: Sequence[str | None] | None = None,
 ) -> bytes:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(FOCUS_COLUMNS), lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(FOCUS_COLUMNS)
+    checked = False
     for row in focus_rows(ledger, period, departments=departments, cost_centers=cost_centers):
-        writer.writerow(row)
+        if not checked:  # rows are built in column order; values() is then the row (much faster)
+            if tuple(row) != FOCUS_COLUMNS:
+                raise AssertionError("focus_rows() builds its columns out of FOCUS_COLUMNS order")
+            checked = True
+        writer.writerow(row.values())
     return buffer.getvalue().encode()
