@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from tokenledger import Ledger, Settings
 from tokenledger.budgets.tables import approvals, audit_log, budget_changes, budgets, reservations
+from tokenledger.store.schema import events
 from tokenledger.errors import BudgetExceeded, BudgetThrottled, Conflict, InvalidInput, StorageUnavailable
 
 PRICE = Decimal("0.03")  # each request reserves and spends 3 cents; $1.00 fits 33 of them
@@ -323,3 +324,14 @@ def test_department_scoped_views_of_budgets_and_approvals(ledger):
     assert [a["budget"] for a in ledger.budgets.approvals(departments=["research"])] == ["research"]
     assert [a["budget"] for a in ledger.budgets.approvals("pending", ["sales"])] == ["sales"]
     assert len(ledger.budgets.approvals()) == 2
+
+
+def test_reserve_and_commit_where_no_budget_applies(ledger):
+    """A request outside every budget is granted and charged once, with nothing held."""
+    ledger.budgets.create(name="research", scope={"department": "research"}, amount="1", action="block")
+    reservation = ledger.reserve("0.50", department="sales", model="gpt-4o")
+    event = ledger.commit_reservation(reservation, "0.25")
+    assert event.cost_usd == Decimal("0.25")
+    assert _count(ledger, events) == 1
+    [status] = ledger.budgets.status()
+    assert status["spent_usd"] == "0.000000000" and status["reserved_usd"] == "0.000000000"

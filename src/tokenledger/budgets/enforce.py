@@ -263,18 +263,18 @@ class Enforcer:
 
     def _add_usage(self, conn: Connection, changes: Iterable[tuple[int, int, int, int, int]]) -> None:
         """(budget_id, bucket_us, spent delta, reserved delta, requests delta) upserts."""
+        rows = [
+            {"budget_id": b, "bucket_us": k, "spent_nanos": s, "reserved_nanos": r, "requests": n, "level": 0}
+            for b, k, s, r, n in changes
+        ]
+        if not rows:  # a request no budget covers: nothing to count (and no empty executemany)
+            return
         statement = self.store.upsert(
             budget_usage,
             ["budget_id", "bucket_us"],
             increment=["spent_nanos", "reserved_nanos", "requests"],
         )
-        conn.execute(
-            statement,
-            [
-                {"budget_id": b, "bucket_us": k, "spent_nanos": s, "reserved_nanos": r, "requests": n, "level": 0}
-                for b, k, s, r, n in changes
-            ],
-        )
+        conn.execute(statement, rows)
 
     def add_daily(self, conn: Connection, changes: Sequence[tuple[int, int, int, int]]) -> None:
         """(budget_id, day_us, spent delta, requests delta) upserts into the daily spend counters."""
