@@ -732,3 +732,30 @@ async def test_semantic_on_redis(redis_prefix, clock, caplog):
         await first.close()
         await second.close()
         await exact.close()
+
+
+async def test_semantic_failures_are_misses_and_warm_loads_the_index(tmp_path, clock, caplog):
+    from tokenledger.gateway.cache import HashingEmbedder, SemanticCache
+
+    class BrokenEmbedder:
+        name = "broken"
+
+        def embed(self, texts):
+            raise RuntimeError("model server down")
+
+    broken = SemanticCache(BrokenEmbedder(), tmp_path / "s.db", clock=clock)
+    with caplog.at_level(logging.WARNING, logger="tokenledger.gateway.cache"):
+        await broken.put("t", "m", ask("Write a haiku"), answer())  # logged, dropped
+        assert await broken.lookup("t", "m", ask("Write a haiku")) is None  # logged, a miss
+    assert "model server down" in caplog.text
+    await broken.close()
+
+    writer = SemanticCache(HashingEmbedder(), tmp_path / "s.db", clock=clock)
+    for i in range(3):
+        await writer.put("t", "m", ask(f"question {'abc'[i]}"), answer())
+    fresh = SemanticCache(HashingEmbedder(), tmp_path / "s.db", clock=clock)
+    assert fresh.entries() == 0
+    await fresh.warm()
+    assert fresh.entries() == 3
+    await writer.close()
+    await fresh.close()
