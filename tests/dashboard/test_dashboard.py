@@ -67,8 +67,6 @@ def test_fleet_filters_drilldown_and_budgets(browser, site):
         return float(text.replace("$", "").replace(",", ""))
 
     assert dollars(at_80) > dollars(at_40) > 0
-    if SCREENSHOTS:
-        page.screenshot(path=f"{SCREENSHOTS}/fleet.png", full_page=True)
 
     # filters change the URL and the figures
     before = page.evaluate("Number(document.body.dataset.loaded)")
@@ -81,8 +79,6 @@ def test_fleet_filters_drilldown_and_budgets(browser, site):
     wait_render(page, before)
     assert "department=research" in page.url
     assert page.locator("#crumbs").inner_text().startswith("Fleet › research")
-    if SCREENSHOTS:
-        page.screenshot(path=f"{SCREENSHOTS}/department.png", full_page=True)
     page.reload()  # the URL alone restores the view
     page.wait_for_function("document.body.dataset.loaded")
     assert page.locator("#f-range").input_value() == "7d"
@@ -94,8 +90,6 @@ def test_fleet_filters_drilldown_and_budgets(browser, site):
     wait_render(page, before)
     assert f"agent={agent}" in page.url and page.locator("#agent-title").inner_text() == f"Agent {agent}"
     page.wait_for_selector("#agent-requests tbody tr")
-    if SCREENSHOTS:
-        page.screenshot(path=f"{SCREENSHOTS}/agent.png", full_page=True)
 
     # set a department budget, then adjust it with a justification
     page.click("#new-budget")

@@ -17,7 +17,7 @@ from tokenledger.access import create_key
 from tokenledger.demo import DemoSpec, load_demo
 from tokenledger.server import create_app
 
-from .test_dashboard import SCREENSHOTS, open_page
+from .test_dashboard import SCREENSHOTS, open_page, wait_render
 
 
 @pytest.fixture(scope="module")
@@ -295,4 +295,35 @@ def test_viewer_sees_figures_but_no_actions(browser, site):
     assert errors == []
     if SCREENSHOTS:
         page.screenshot(path=f"{SCREENSHOTS}/viewer.png", full_page=False)
+    page.close()
+
+
+def test_three_levels_render_cleanly(browser, site):
+    """Fleet -> department -> agent with budgets and anomalies in place (the README screenshots)."""
+    base, keys, _ = site
+    headers = {"Authorization": f"Bearer {keys['finops']}"}
+    for name, scope, amount in (("org-monthly", {}, "400"), ("research-monthly", {"department": "research"}, "60"),
+                                ("engineering-monthly", {"department": "engineering"}, "90")):  # fmt: skip
+        httpx.post(f"{base}/api/budgets", json={"name": name, "amount": amount, "scope": scope}, headers=headers)
+    page, errors = open_page(browser, base, keys["finops"])
+    page.wait_for_function("Number(document.getElementById('c-anomaly-timeline').dataset.count) >= 0")
+    assert page.locator("#budgets .card").count() >= 3
+    assert page.locator("#c-models canvas").count() == 1 and page.locator("#c-provider-matrix canvas").count() == 1
+    if SCREENSHOTS:
+        page.screenshot(path=f"{SCREENSHOTS}/fleet.png", full_page=True)
+    before = page.evaluate("Number(document.body.dataset.loaded)")
+    page.select_option("#f-department", ["research"])
+    wait_render(page, before)
+    assert page.locator("#crumbs").inner_text().startswith("Fleet › research")
+    if SCREENSHOTS:
+        page.screenshot(path=f"{SCREENSHOTS}/department.png", full_page=True)
+    before = page.evaluate("Number(document.body.dataset.loaded)")
+    agent = page.locator("#agents-table tbody tr").first.locator("td").first.inner_text()
+    page.locator("#agents-table tbody tr").first.click()
+    wait_render(page, before)
+    page.wait_for_selector("#agent-requests tbody tr")
+    assert page.locator("#agent-title").inner_text() == f"Agent {agent}"
+    if SCREENSHOTS:
+        page.screenshot(path=f"{SCREENSHOTS}/agent.png", full_page=True)
+    assert errors == []
     page.close()

@@ -194,7 +194,13 @@ const POLICY = {
   output_cap: (s) => ({ kind: "max_output_tokens", params: { max_output_tokens: Number(s.max_output_tokens) } }),
 };
 
-async function probeGateway() {
+let probing = null;
+function probeGateway() {
+  if (!probing) probing = probe();
+  return probing;
+}
+
+async function probe() {
   if (available.gateway !== null) return;
   try { await api("/api/gateway/policies"); available.gateway = true; }
   catch (error) { available.gateway = error.status === 404 ? false : error.status === 403 ? true : false; }

@@ -16,14 +16,23 @@ async function render() {
   syncControls();
   crumbs();
   document.getElementById("agent-detail").classList.toggle("hidden", !state.agent);
-  // above the fold first; the rest once the browser is free (the fleet view must be usable fast)
+  // Above the fold first, then the rest: the browser opens six connections per host, so the
+  // order of the requests is the order the panels appear in. The sunburst starts with the first
+  // batch (it is the slowest query) but does not hold the first-paint mark.
   const first = [kpis(), budgets(), total(), trend()];
   if (state.agent) first.push(agentDetail());
+  const sun = sunburst();
   await Promise.allSettled(first);
   document.body.dataset.firstPaint = String(Date.now());
-  await Promise.allSettled([sunburst(), waterfall("c-waterfall", {}), providers(), distribution(), agents(), sankey(),
-    leaderboard(), anomalyTable(), cachingRoi(), ...insightTasks(), ...actionTasks()]);
+  if (!optionsLoading) optionsLoading = loadOptions();
+  await Promise.allSettled([sun, waterfall("c-waterfall", {}), providers(), distribution(), agents(), sankey(),
+    prepareActions().then(leaderboard), anomalyTable(), cachingRoi(), ...insightTasks(), ...actionTasks(), optionsLoading]);
   document.body.dataset.loaded = String(Date.now());
+}
+
+let optionsLoading = null;
+function loadOptions() {
+  return Promise.all([fillOptions(), fillModelChoices()]).then(syncControls, (error) => toast("Could not load the filter lists: " + error.message, "critical"));
 }
 
 hooks.render = render;
@@ -128,9 +137,13 @@ async function trend() {
       apiShared("/api/charts/trend", { ...rangeParams(), where: whereParams(state.agent ? { agent: state.agent } : {}), by: state.by }),
       anomalyMarkers()]);
     const top = data.days.map((_, i) => data.series.reduce((sum, s) => sum + Number(s.points[i]), 0));
-    const points = marks.filter((a) => data.days.includes(a.day)).map((a) => ({
-      name: `anomaly-${a.id}`, coord: [a.day, top[data.days.indexOf(a.day)]], value: a.label, anomaly: a,
-      itemStyle: { color: a.color } }));
+    // a pin on the costliest day of each anomaly's window that this chart shows
+    const points = marks.map((a) => {
+      const inside = data.days.map((d, i) => [d, i]).filter(([d]) => d >= a.start && d < (a.end > a.start ? a.end : a.start + "~"));
+      if (!inside.length) return null;
+      const [d, i] = inside.reduce((best, cur) => (top[cur[1]] > top[best[1]] ? cur : best));
+      return { name: `anomaly-${a.id}`, coord: [d, top[i]], value: a.label, anomaly: a, itemStyle: { color: a.color } };
+    }).filter(Boolean);
     const c = chart("c-trend");
     c.setOption({
       tooltip: { trigger: "axis" }, legend: { type: "scroll", top: 0 }, grid: { left: 60, right: 20, top: 40, bottom: 30 },
@@ -444,25 +457,28 @@ function wireControls() {
   document.getElementById("currency").addEventListener("change", (e) => writeState({ currency: e.target.value }));
   document.getElementById("clear").addEventListener("click", () => writeState({ department: [], provider: "", environment: "production",
     cost_center: "", agent: "", agent_ids: [], family: "", category: "", agent_status: "" }));
-  window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
+  // ECharts' Sankey throws on a zero-sized box (a transient size while printing or full-page
+  // screenshots resize the window): resize only charts that have a box.
+  window.addEventListener("resize", () => Object.values(charts).forEach((c) => {
+    const box = c.getDom();
+    if (box.clientWidth > 0 && box.clientHeight > 0) c.resize();
+  }));
 }
 
 async function start() {
   try {
-    Object.assign(me, await api("/api/me"));
+    const [who, currencies] = await Promise.all([api("/api/me"), api("/api/currencies")]);
+    Object.assign(me, who);
     document.body.dataset.role = me.role;
-    const currencies = await api("/api/currencies");
     Object.assign(rates, currencies.rates); Object.assign(decimals, currencies.decimals);
     document.getElementById("currency").innerHTML = Object.keys(rates).map((c) => `<option>${c}</option>`).join("");
-    await prepareActions();
   } catch (error) {
     if (error.status === 401) { document.getElementById("key-button").click(); return; }
     toast("Could not reach the API: " + error.message, "critical");
   }
-  // the option lists load beside the first render (a family filter in the URL needs its models first)
-  const options = Promise.all([fillOptions(), fillModelChoices()]).then(syncControls, (error) => toast("Could not load the filter lists: " + error.message, "critical"));
-  if (state.family) await options;
-  await Promise.all([render(), options]);
+  // the option lists load after the first paint, unless a family filter in the URL needs its models
+  if (state.family) { optionsLoading = loadOptions(); await optionsLoading; }
+  await render();
 }
 
 wireControls();

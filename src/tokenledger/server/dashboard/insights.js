@@ -41,7 +41,7 @@ export async function anomalyMarkers() {
     return rows.map((a) => {
       const [, color, label] = severity(a.score);
       const cause = (a.causes || [])[0];
-      return { id: a.id, day: String(a.start).slice(0, 10), color: a.status === "expected" ? "#98a2b3" : color, label,
+      return { id: a.id, start: String(a.start).slice(0, 10), end: String(a.end).slice(0, 10), color: a.status === "expected" ? "#98a2b3" : color, label,
         title: `${scopeLabel(a)}: ${money(a.actual_usd)} vs ${money(a.expected_usd)} expected (${a.impact_pct ?? "–"}%)` +
           (cause ? ` · ${cause.cause}` : "") + " · click for the root cause" };
     });
@@ -65,13 +65,16 @@ async function timeline() {
     }
     const c = chart("c-anomaly-timeline");
     const maxImpact = Math.max(...rows.map((a) => Math.abs(Number(a.impact_usd)) || 0), 0.0001);
+    const day = 86_400_000;
+    const first = Math.min(...rows.map((a) => Date.parse(a.start))) - 3 * day;
+    const last = Math.max(...rows.map((a) => Date.parse(a.end)), Date.now()) + day / 2;
     c.setOption({
       tooltip: { formatter: (p) => { const a = p.data.a; return `<b>${esc(scopeLabel(a))}</b><br>${esc(String(a.start).slice(0, 16).replace("T", " "))}<br>` +
         `actual ${money(a.actual_usd)} · expected ${money(a.expected_usd)}<br>impact ${money(a.impact_usd)} (${esc(a.impact_pct ?? "–")}%)<br>` +
         `score ${a.score} · ${esc(a.status)}`; } },
       grid: { left: 130, right: 20, top: 30, bottom: 40 },
       legend: { top: 0, data: SEVERITY.map(([, , l]) => l).concat(["expected"]) },
-      xAxis: { type: "time" }, yAxis: { type: "category", data: causes, axisLabel: { width: 120, overflow: "truncate" } },
+      xAxis: { type: "time", min: first, max: last }, yAxis: { type: "category", data: causes, axisLabel: { width: 120, overflow: "truncate" } },
       series: [...SEVERITY.map(([, color, label]) => ({ name: label, type: "scatter", itemStyle: { color },
         data: rows.filter((a) => a.status !== "expected" && severity(a.score)[2] === label).map(point) })),
       { name: "expected", type: "scatter", itemStyle: { color: "#fff", borderColor: "#98a2b3", borderWidth: 2 },
@@ -223,11 +226,10 @@ async function modelMatrix() {
     c.off("click");
     c.on("click", (p) => p.data && p.data.m && writeState({ family: p.data.m.family }));
     table($("models-table"), [
-      { key: "model", label: "Model", html: (m) => `${esc(m.provider)}/<b>${esc(m.model)}</b>${m.pareto ? ' <span class="tag good">Pareto</span>' : ""}` },
-      { key: "family", label: "Family" }, { key: "quality", label: "Quality", num: true },
-      { key: "requests", label: "Requests", num: true }, { key: "cost_usd", label: "Cost", money: true, num: true },
-      { key: "cost_per_request_usd", label: "Per request", money: true, num: true }, { key: "cost_per_1k_tokens_usd", label: "Per 1K tokens", money: true, num: true },
-      { key: "avg_latency_ms", label: "Avg latency ms", num: true },
+      { key: "model", label: "Model", html: (m) => `<span title="${esc(m.family)}">${esc(m.provider)}/<b>${esc(m.model)}</b></span>${m.pareto ? ' <span class="tag good">Pareto</span>' : ""}` },
+      { key: "quality", label: "Quality", num: true }, { key: "requests", label: "Requests", num: true },
+      { key: "cost_usd", label: "Cost", money: true, num: true },
+      { key, label: x === "request" ? "Per request" : "Per 1K tokens", money: true, num: true },
     ], rows);
     $("edit-quality").classList.toggle("hidden", !can("pricing.write"));
     $("edit-quality").onclick = () => editQuality(rows);
@@ -370,6 +372,7 @@ async function tcoDetail(row) {
 
 export function insightTasks() {
   anomalyFetch = null;
+  if (!$("ps-to").value) setState($("shift-result"), "Pick a target provider, or click one in the matrix, to re-price this view's traffic there.");
   return [timeline(), scenarios(), modelMatrix(), providerMatrix(), pricingRows.length ? Promise.resolve() : pricing()];
 }
 
