@@ -1,25 +1,51 @@
 """Cost anomalies: a seasonality-aware robust detector, ranked root causes and a review lifecycle.
 
 Detection (:func:`scan`)
-    One grouped query per level (``fleet``, ``department``, ``agent``) gives a spend series per scope,
-    by day (or by hour). A point's *expected* value is the median of the same weekday (hour of week)
-    in the trailing ``weeks`` weeks, each reference scaled by how the series' trailing-week level has
-    moved since (the robust trend adjustment). Residuals are log ratios ``log(actual / expected)``;
-    their scale is ``1.4826 x MAD`` of the series' residuals over the scanned range, floored so a
-    very regular series does not turn pennies into alarms. The robust z becomes a 0-1 score,
-    ``1 - 2^-(z/3)^2`` (z = 3 scores 0.5, z = 5 about 0.85), and a point is flagged when its score
-    reaches ``min_score``, it is at least ``min_ratio`` times its expectation and the excess is
-    material (``min_impact_share`` of the fleet's median daily spend). Only increases are reported.
-    Consecutive flagged points merge into one anomaly window, with expected, actual and impact in
-    exact nano-USD (``impact_pct`` relative to expected).
+    One grouped query per level (``fleet``, ``department``, ``agent``) gives each scope's daily
+    spend, requests and tokens, and the requests of each model. The scan is multi-scale: every
+    window of 1, 2 and 3 days is compared with its *expected* value, the median of the same window
+    in the trailing ``weeks`` weeks (the weekly profile), each reference scaled by how the series'
+    level (its mean over the week before the window) has moved since (a robust trend adjustment).
+    Residuals are log ratios ``log(actual / expected)``, standardised per series and per window
+    length by the median and ``1.4826 x MAD`` of that series' residuals (a day is noisier than
+    three), floored so a very regular series does not turn pennies into alarms.
+
+    Spend is heavy-tailed (one long research call on a premium model costs a thousand triage
+    calls), so spend alone is weak evidence. A window is flagged when its spend rose materially
+    (``min_ratio`` x expected, an excess of at least ``min_impact_share`` of the fleet's median
+    daily spend per day, and a spend z of at least ``z_spend``) *and* a driver of spend rose with a
+    robust z of at least ``z_min`` and by ``min_ratio`` itself: the requests, the tokens per request
+    (a prompt regression), or the requests of one model (a model switch). Request counts get an
+    overdispersed-Poisson floor on their scale, ``sqrt(dispersion / expected)``, the dispersion
+    estimated from the series (calls come in sessions, so counts are noisier than Poisson); tokens
+    per request are standardised by ``sqrt(calls)`` (a mean of heavy-tailed draws). The evidence
+    is the strongest driver's z; it becomes a 0-1 score ``1 - 2^-(z/3)^2`` (z = 3 scores 0.5,
+    z = 5 about 0.85) that must reach ``min_score``. Flagged windows are picked greedily, best
+    evidence first, skipping any that overlaps one already picked: each pick is one anomaly.
+
+    ``granularity="hour"`` keeps the daily evidence and refines each window's bounds from the
+    scope's hourly spend: from a day before to a day after, each hour against its hour-of-week
+    expectation (calibrated on the preceding weeks, since a median undershoots the mean of skewed
+    hourly spend), the bounds being the contiguous hours with the largest excess beyond halfway to
+    ``min_ratio`` (maximum subarray). Expected, actual and impact are exact nano-USD over the final
+    window, ``impact_pct`` relative to expected. Only increases are reported.
+
+    Accuracy (tests/insights/test_anomalies.py): on the demo ledger at 1M events over 90 days, the
+    five injected spikes are all found with their cause and dimension ranked first and no false
+    alarm at any level. At 300k events two of the five (a 3x surge of one agent's ~40 calls a day,
+    a model switch in a department whose spend is dominated by a few long research calls) are no
+    stronger than that volume's noise peaks; the detector stays silent rather than guess.
 
 Root causes (:func:`explain`)
-    The window is compared with the same hours of the trailing ``weeks`` weeks (per value: the median
-    of those weeks, scaled to the detector's expectation). For each dimension of
+    The window is compared with the same hours of the trailing ``weeks`` weeks (per value: the mean
+    of those weeks, scaled to the detector's expectation; means add up to the same baseline total
+    in every dimension, so shares compare across dimensions). For each dimension of
     :data:`CAUSE_DIMENSIONS`, each value's *excess* is its spend beyond a proportional scale-up of
-    its baseline, ``c_v - b_v x C/B``; its explained share is ``excess / (C - B)``, folded back
-    above 1 (``2 - x``) because a value that moves more than the whole scope is a relabelling (a
-    version rollout) offset by another value, not the explanation. The best value per dimension is
+    its baseline, ``c_v - b_v x C/B``; its explained share is ``excess / (C - B)``. A share above 1
+    means other values fell as this one rose: if this value's calls cost what the scope's calls
+    cost before, it is a relabelling (a version rollout) and the share is folded back (``2 - x``);
+    if they cost ``_DEARER`` (1.5x) or more (a dearer model, bloated prompts), it explains the
+    change whole (1). The best value per dimension is
     a candidate; its mechanism comes from its own slice: a single ``session_id`` is a
     ``runaway_loop``; a ``model`` whose share of requests rose is a ``model_switch``, one with the
     same share but dearer tokens a ``price_change``; a slice sending >= 1.5x the tokens per request
@@ -59,6 +85,7 @@ from ..store.query import grouped_costs
 from ..store.store import DAY_US, HOUR_US, Store
 from ..timeutil import from_us, parse_moment, to_us
 from .anomaly_tables import anomalies
+from .charts import measure_sums
 
 if TYPE_CHECKING:
     from ..alerts.rules import Finding, Rule
@@ -98,8 +125,7 @@ _TRANSITIONS = {
 }
 _STEP = {"day": DAY_US, "hour": HOUR_US}
 _SEASON = {"day": 7, "hour": 168}  # points per week
-#: Window lengths scanned, in points: up to three days.
-_LENGTHS = {"day": (1, 2, 3)}
+_WINDOW_DAYS = (1, 2, 3)  # window lengths scanned
 _MIN_CALLS = 10  # calls a window needs on both sides for its tokens per request to count
 _TIE = 0.15  # explained shares this close count as a tie, broken by dimension
 _DEARER = 1.5  # cost per request, relative to the scope's baseline, that marks a dearer slice
@@ -108,16 +134,16 @@ _MAX_CAUSES = 5
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Knobs of the detector; the defaults are tuned on the demo fleet (see the tests)."""
+    """Knobs of the detector; the defaults were set on the demo fleet (seed 7; see the tests)."""
 
     weeks: int = 4  # same-weekday references
     min_weeks: int = 2  # fewer references than this: no expectation, no detection
     min_score: float = 0.8
     min_ratio: float = 1.5  # actual / expected spend of the window
     min_impact_share: float = 0.001  # of the fleet's median daily spend, per day of window (at least one)
-    min_requests: float = 24.0  # median calls per day (pro rata per hour) a series needs to be scored
+    min_requests: float = 24.0  # median calls per day a series needs to be scored
     scale_floor: float = 0.1  # floor of the log-residual scale (10%)
-    z_min: float = 4.0  # robust z a driver of the spend (requests, tokens, a model's requests...) must reach
+    z_min: float = 4.0  # robust z a driver (requests, tokens per request, a model's requests) must reach
     z_spend: float = 1.5  # robust z the spend itself must reach (a confirmation: spend is heavy-tailed)
     z_half: float = 3.0  # the robust z that scores 0.5
 
@@ -221,24 +247,27 @@ def _series(
     n = (until_us - first_us) // step
     out: dict[tuple[Any, ...], dict[str, list[int]]] = {}
     keys = [granularity, *_level_key(level), *(["model"] if by_model else [])]
-    for row in grouped_costs(store, keys, first_us, until_us):
-        bucket, *scope = row.keys
+    measures = ("cost_nanos", "requests", "input_tokens", "output_tokens")
+    for (bucket, *scope), (cost, requests, tokens_in, tokens_out) in measure_sums(
+        store, keys, first_us, until_us, {}, measures
+    ).items():
         i = (int(bucket) - first_us) // step
         if 0 <= i < n:
-            m = row.measures
             series = out.setdefault(tuple(scope), {k: [0] * n for k in ("cost", "requests", "tokens")})
-            series["cost"][i] += int(m["cost_nanos"])
-            series["requests"][i] += int(m["requests"])
-            series["tokens"][i] += int(m["input_tokens"]) + int(m["output_tokens"])
+            series["cost"][i] += cost
+            series["requests"][i] += requests
+            series["tokens"][i] += tokens_in + tokens_out
     return out
 
 
 def _sums(x: np.ndarray, length: int) -> np.ndarray:
-    """Sum of the ``length`` points ending at each index (NaN before a full window)."""
-    out = np.full(len(x), np.nan)
-    if length <= len(x):
-        c = np.concatenate(([0.0], np.cumsum(x, dtype=float)))
-        out[length - 1 :] = c[length:] - c[:-length]
+    """Sum of the ``length`` points ending at each index of the last axis (NaN before a full window)."""
+    n = x.shape[-1]
+    out = np.full(x.shape, np.nan)
+    if length <= n:
+        c = np.cumsum(x, axis=-1, dtype=float)
+        out[..., length - 1] = c[..., length - 1]
+        out[..., length:] = c[..., length:] - c[..., :-length]
     return out
 
 
@@ -247,29 +276,28 @@ def _expected(x: np.ndarray, length: int, season: int, born: int, config: Detect
 
     The median of the same window 1..``weeks`` weeks earlier, each scaled by how the series' level
     (its mean over the week before the window) has moved since, clipped to [0.5, 2]: the weekly
-    profile (weekday, hour of week) with a robust trend adjustment.
+    profile (weekday, hour of week) with a robust trend adjustment. ``x`` may hold several series
+    (rows) of one scope; they share ``born``, the first point with data.
     """
-    n = len(x)
+    n = x.shape[-1]
     window = _sums(x, length)
-    level = _sums(x, season) / season  # level[t]: mean of the week ending at t
+    level = _sums(x, season) / season  # level[..., t]: mean of the week ending at t
     t = np.arange(n)
-    refs = np.full((config.weeks, n), np.nan)
+    now_level = level[..., np.clip(t - length, 0, n - 1)]
+    refs = np.full((config.weeks, *x.shape), np.nan)
     for j in range(1, config.weeks + 1):
         k = t - j * season
-        ok = k - length + 1 >= born
-        then = np.where(ok, window[np.clip(k, 0, n - 1)], np.nan)
-        now_level = level[np.clip(t - length, 0, n - 1)]
-        then_level = level[np.clip(k - length, 0, n - 1)]
+        then = np.where(k - length + 1 >= born, window[..., np.clip(k, 0, n - 1)], np.nan)
+        then_level = level[..., np.clip(k - length, 0, n - 1)]
         with np.errstate(divide="ignore", invalid="ignore"):
-            factor = np.clip(now_level / then_level, 0.5, 2.0)
+            factor = np.minimum(np.maximum(now_level / then_level, 0.5), 2.0)
         factor = np.where((k - length >= season - 1) & np.isfinite(factor), factor, 1.0)
         refs[j - 1] = then * factor
     # Median of the valid references (NaNs sort last), without numpy's slow masked nanmedian.
     count = np.sum(~np.isnan(refs), axis=0)
     ordered = np.sort(refs, axis=0)
-    columns = np.arange(n)
-    low = ordered[np.maximum(count - 1, 0) // 2, columns]
-    high = ordered[count // 2 - (count == 0), columns]
+    low = np.take_along_axis(ordered, (np.maximum(count - 1, 0) // 2)[None], axis=0)[0]
+    high = np.take_along_axis(ordered, (count // 2 - (count == 0))[None], axis=0)[0]
     return np.where(count >= config.min_weeks, (low + high) / 2, np.nan)
 
 
@@ -360,46 +388,40 @@ def _evidence(
     length: int,
     season: int,
     config: DetectorConfig,
+    *,
+    with_drivers: bool = True,
 ) -> _Evidence:
     cost = np.asarray(series["cost"], dtype=float)
     requests = np.asarray(series["requests"], dtype=float)
-    tokens = np.asarray(series["tokens"], dtype=float)
     nonzero = np.flatnonzero(requests > 0)
     born = int(nonzero[0]) if len(nonzero) else len(requests)
     actual = _sums(cost, length)
     expected = _expected(cost, length, season, born, config)
     z_cost = _robust_z(actual, expected, config.scale_floor, counts=False)
-    sums = {"requests": _sums(requests, length), "tokens": _sums(tokens, length)}
-    expect = {"requests": _expected(requests, length, season, born, config)}
-    expect["tokens"] = _expected(tokens, length, season, born, config)
-    dispersion = _dispersion(sums["requests"], expect["requests"])
+    if not with_drivers:
+        return _Evidence(actual, expected, z_cost, {}, 1.0)
+    # Requests, tokens and each model's requests as rows: one pass for all of them.
+    names = list(models)
+    rows = np.asarray([requests, series["tokens"], *(models[name]["requests"] for name in names)], dtype=float)
+    sums, expect = _sums(rows, length), _expected(rows, length, season, born, config)
+    dispersion = _dispersion(sums[0], expect[0])
     floor = config.scale_floor
     moved = config.min_ratio
-    drivers = {
-        "requests": _robust_z(
-            sums["requests"], expect["requests"], floor, counts=True, dispersion=dispersion, min_ratio=moved
-        )
-    }
+    drivers = {"requests": _robust_z(sums[0], expect[0], floor, counts=True, dispersion=dispersion, min_ratio=moved)}
     # Tokens per request (a prompt regression, lost cache hits): only where both windows hold
     # enough calls for their mean to mean something. Its noise shrinks with the calls averaged
     # (a mean of n heavy-tailed token counts), so residuals are standardized by sqrt(n) first.
-    calls = np.fmin(sums["requests"], expect["requests"])
+    calls = np.fmin(sums[0], expect[0])
     enough = np.nan_to_num(calls) >= _MIN_CALLS
     with np.errstate(invalid="ignore", divide="ignore"):
-        per_request = np.where(enough, sums["tokens"] / sums["requests"], np.nan)
-        per_request_expected = np.where(enough, expect["tokens"] / expect["requests"], np.nan)
+        per_request = np.where(enough, sums[1] / sums[0], np.nan)
+        per_request_expected = np.where(enough, expect[1] / expect[0], np.nan)
     drivers["tokens_per_request"] = _robust_z(
         per_request, per_request_expected, floor, counts=False, weights=calls, min_ratio=moved
     )
-    for name, model in models.items():
-        values = np.asarray(model["requests"], dtype=float)
+    for i, name in enumerate(names, start=2):
         drivers[f"model:{name}"] = _robust_z(
-            _sums(values, length),
-            _expected(values, length, season, born, config),
-            floor,
-            counts=True,
-            dispersion=dispersion,
-            min_ratio=moved,
+            sums[i], expect[i], floor, counts=True, dispersion=dispersion, min_ratio=moved
         )
     return _Evidence(actual, expected, z_cost, drivers, dispersion)
 
@@ -432,7 +454,7 @@ def _flag(
     for length in lengths:
         if first + length > n:
             continue
-        ev = _evidence(series, models, length, season, config)
+        ev = _evidence(series, models, length, season, config, with_drivers=False)
         actual, expected = ev.actual, np.nan_to_num(ev.expected)
         with np.errstate(invalid="ignore"):
             possible = (
@@ -444,7 +466,7 @@ def _flag(
             )
         if not possible.any():
             continue
-        z_driver = ev.z_driver
+        z_driver = _evidence(series, models, length, season, config).z_driver
         for t in np.flatnonzero(possible & (z_driver >= config.z_min)):
             candidates.append((-float(z_driver[t]), int(t) - length + 1, int(t) + 1, float(expected[t])))
     picked: list[_Window] = []
@@ -562,9 +584,7 @@ def detect(
             department = (
                 scope.get("department") if level == "department" else agent_department.get(scope.get("agent", ""))
             )
-            for window in _flag(
-                series, per_model.get(scope_key, {}), first, config, season, _LENGTHS["day"], min_impact
-            ):
+            for window in _flag(series, per_model.get(scope_key, {}), first, config, season, _WINDOW_DAYS, min_impact):
                 start_us, end_us = first_us + window.start * step, first_us + window.end * step
                 expected, actual = window.expected, window.actual
                 if granularity == "hour":
