@@ -256,6 +256,11 @@ class Conn:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         self.writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.writer = None
+
     async def request(self, raw: bytes) -> tuple[int, float, float, bytes]:
         """(status, seconds to the first body byte, seconds to the end, last bytes of the body)."""
         if self.writer is None or self.writer.is_closing():
@@ -348,6 +353,8 @@ async def _latency_mode(spec: dict[str, Any], stream: bool) -> dict[str, Any]:
     samples: dict[str, dict[str, list[float]]] = {t["name"]: {"ttfb": [], "total": []} for t in targets}
     errors = dict.fromkeys(raws, 0)
     late = dict.fromkeys(raws, 0)
+    cut = dict.fromkeys(raws, 0)
+    in_flight = dict.fromkeys(raws, 0)
     cpu: dict[str, float] = dict.fromkeys(raws, 0.0)
 
     all_pids = [p for pids in spec["pids"].values() for p in pids]
@@ -360,34 +367,43 @@ async def _latency_mode(spec: dict[str, Any], stream: bool) -> dict[str, Any]:
                 await asyncio.sleep(delay)
             elif delay < -period:
                 late[name] += record  # the client could not keep its schedule (the target was too slow)
+            in_flight[name] += 1
             try:
                 status, ttfb, total, tail = await conn.request(raws[name])
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 errors[name] += record
-                conn.writer = None
+                conn.close()
             else:
                 if status != 200 or (stream and b"[DONE]" not in tail):
                     errors[name] += record
                 elif record:
                     samples[name]["ttfb"].append(ttfb)
                     samples[name]["total"].append(total)
+            finally:
+                in_flight[name] -= 1
             next_at += period
 
     async def run_slice(name: str, seconds: float, record: bool) -> None:
         period = clients / rate
         pids = spec["pids"].get(name, [])
         for conn in conns[name]:  # fresh connections: servers close idle keep-alive ones between slices
-            if conn.writer is not None:
-                conn.writer.close()
+            conn.close()
             await conn.open()
         await settle(all_pids)  # the previous target's background work (e.g. metering) must not bleed in
         start = time.perf_counter() + 0.01
         until = start + seconds
         before = sum(tree_cpu_seconds(p) for p in pids)
         offsets = [start + i * period / clients for i in range(clients)]
-        await asyncio.gather(
-            *(client(name, c, offset, until, period, record) for c, offset in zip(conns[name], offsets, strict=True))
-        )
+        tasks = [
+            asyncio.ensure_future(client(name, c, offset, until, period, record))
+            for c, offset in zip(conns[name], offsets, strict=True)
+        ]
+        _, pending = await asyncio.wait(tasks, timeout=seconds + spec["grace_s"])
+        if pending:  # a saturated target: stop waiting, count what was still outstanding
+            cut[name] += in_flight[name] * record
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending)  # the next slice opens fresh connections
         if record:
             cpu[name] += sum(tree_cpu_seconds(p) for p in pids) - before
 
@@ -405,6 +421,7 @@ async def _latency_mode(spec: dict[str, Any], stream: bool) -> dict[str, Any]:
             "total": summary_ms(samples[name]["total"]) if stream else None,
             "errors": errors[name],
             "late_sends": late[name],
+            "cut_outstanding": cut[name],
             "server_cpu_us_per_request": round(cpu[name] / n * 1e6, 1) if n else None,
         }
     for c in (c for group in conns.values() for c in group):
@@ -430,7 +447,7 @@ async def _closed_loop(spec: dict[str, Any]) -> dict[str, Any]:
                 status, _, _, _ = await conn.request(raw)
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 errors += 1
-                conn.writer = None
+                conn.close()
                 continue
             done += status == 200
             errors += status != 200
@@ -608,6 +625,7 @@ def main(argv: list[str] | None = None) -> int:
         loadgen_main(args.loadgen)
         return 0
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` stops the servers
     deadline = time.monotonic() + 1800
     work = Path(tempfile.mkdtemp(prefix="tl-bench-gateway-"))
     services: list[Service] = []
@@ -664,10 +682,12 @@ def main(argv: list[str] | None = None) -> int:
                 "slice_s": args.slice,
                 "rounds": rounds,
                 "warmup_s": args.warmup,
+                "grace_s": 10.0,
                 "modes": [False, True],
                 "pids": pids,
             }
             budget = deadline - time.monotonic()
+            print(f"latency at {rate:g} req/s ({', '.join(t['name'] for t in targets)})...", file=sys.stderr)
             for mode, result in run_loadgen(work, spec, timeout=min(budget, 900)).items():
                 direct = result.get("direct", {})
                 for name in ("gateway", "litellm"):
@@ -689,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
                     "stream": stream,
                     "python_loadgen": args.python_loadgen,
                 }
+                print(f"throughput {mode} {t['name']}...", file=sys.stderr)
                 profile = args.profile if t["name"] in ("gateway", "litellm") else None
                 report["throughput"][mode][t["name"]] = throughput(work, t, by_name.get(t["name"]), tspec, profile)
                 time.sleep(1)
@@ -741,5 +762,52 @@ def print_table(report: dict[str, Any]) -> None:
             )
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The results as the Markdown tables of docs/performance.md."""
+    out = []
+    m = report["machine"]
+    load = f"{m['load_average_at_start'][0]:.1f} at start, {m.get('load_average_at_end', ['?'])[0]:.1f} at end"
+    out.append(f"{report['when'][:16]} UTC, {m['cpu']}, {m['nproc']} vCPUs, load average {load}.")
+    if report.get("litellm_version"):
+        out.append(f"LiteLLM {report['litellm_version']}.")
+    out.extend(f"Note: {n}" for n in report["notes"])
+    for key, result in report.get("latency", {}).items():
+        mode, _, rate = key.partition("@")
+        what = "time to first byte" if mode == "stream" else "complete response"
+        out.append(f"\n{'Streaming' if mode == 'stream' else 'Non-streaming'}, {rate} offered, {what}:\n")
+        out.append("| target | n | p50 | p90 | p99 | added p50 | added p99 | server CPU / request | errors, cut |")
+        out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for name, r in result.items():
+            if not isinstance(r, dict) or not r.get("n"):
+                continue
+            added = (
+                f"**{r['added_p50_ms']:.2f} ms** | **{r['added_p99_ms']:.2f} ms**" if "added_p50_ms" in r else "- | -"
+            )
+            cpu = r.get("server_cpu_us_per_request")
+            out.append(
+                f"| {name} | {r['n']} | {r['p50_ms']:.2f} ms | {r['p90_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {added} | "
+                f"{(cpu or 0) / 1000:.2f} ms | {r['errors']}, {r.get('cut_outstanding', 0)} |"
+            )
+    for mode, result in report.get("throughput", {}).items():
+        out.append(f"\nThroughput, {'streaming' if mode == 'stream' else 'non-streaming'}, 100 connections (wrk):\n")
+        out.append("| target | requests/s | p50 | p99 | server CPU / request | errors |")
+        out.append("| --- | --- | --- | --- | --- | --- |")
+        for name, r in result.items():
+            cpu = r.get("server_cpu_us_per_request")
+            cpu_text = f"{cpu / 1000:.2f} ms" if cpu else "-"
+            out.append(
+                f"| {name} | **{r['requests_per_s']:.0f}** | {r.get('p50_latency', '-')} | "
+                f"{r.get('p99_latency', '-')} | {cpu_text} | {r.get('errors', 0)} |"
+            )
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--markdown"]:
+        print(
+            markdown(
+                json.loads(Path(sys.argv[2] if len(sys.argv) > 2 else HERE / "results" / "gateway.json").read_text())
+            )
+        )
+        sys.exit(0)
     sys.exit(main())
