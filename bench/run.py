@@ -624,76 +624,6 @@ def bench_reports(args: argparse.Namespace) -> None:
     save("reports", {"period": "2026-10 (a full month of the 90-day demo ledger)", "runs": runs})
 
 
-# -- reports ---------------------------------------------------------------------------------------
-
-
-def build_month_ledger(events_90d: int) -> Path:
-    """October alone, at the daily density of an ``events_90d``-event 90-day demo ledger (cached).
-
-    A month's report reads only that month's rollups, so this stands for a month of the big demo
-    ledger without ingesting its other two months."""
-    CACHE.mkdir(exist_ok=True)
-    path = CACHE / f"demo-month-of-{events_90d}.db"
-    if path.exists():
-        return path
-    events = events_90d * 31 // 90
-    print(f"building October at the density of a {events_90d:,}-event ledger ({events:,} events) ...", flush=True)
-    work = Path(tempfile.mkdtemp(dir=CACHE))
-    source = work / "usage.jsonl"
-    write_demo_file(source, events, days=31)
-    partial = work / "ledger.db"
-    ledger = Ledger(settings=Settings(database_url=f"sqlite:///{partial}", spool_dir=work / "spool"), background=False)
-    start = time.perf_counter()
-    result = ingest_files(ledger, [source])
-    ledger.close()
-    print(f"  ingested {result.accepted:,} in {time.perf_counter() - start:.0f}s", flush=True)
-    source.unlink()
-    partial.rename(path)
-    shutil.rmtree(work, ignore_errors=True)
-    return path
-
-
-def bench_reports(args: argparse.Namespace) -> None:
-    """A month's report (October, the last full month of the demo ledger) in every format."""
-    from tokenledger.reports import export
-
-    runs = []
-    now = END + timedelta(days=1)
-    ledgers = [(f"{size:,} events (90 days)", size, build_ledger) for size in args.sizes]
-    ledgers += [(f"October at the density of {n:,} events / 90 days", n, build_month_ledger) for n in args.month_of]
-    for label, size, build in ledgers:
-        path = build(size)
-        settings = Settings(database_url=f"sqlite:///{path}", spool_dir=path.parent / "spool")
-        with Ledger(settings=settings, background=False, clock=lambda now=now: now) as ledger:
-            for fmt, kind in (
-                ("xlsx", "summary"),
-                ("xlsx", "detailed"),
-                ("pdf", "summary"),
-                ("csv", "detailed"),
-                ("focus", "summary"),
-            ):
-                timings = []
-                for _ in range(max(1, min(args.repeat, 3))):
-                    start = time.perf_counter()
-                    made = export(ledger, "2026-10", fmt=fmt, kind=kind)
-                    timings.append(time.perf_counter() - start)
-                assert made.data is not None
-                runs.append(
-                    {
-                        "ledger": label,
-                        "format": fmt,
-                        "kind": kind,
-                        "requests_in_month": made.data.measure("requests"),
-                        "detail_lines": len(made.data.detail.lines),
-                        "bytes": len(made.content),
-                        "best_s": round(min(timings), 2),
-                        "max_s": round(max(timings), 2),
-                    }
-                )
-                print(runs[-1], flush=True)
-    save("reports", {"period": "2026-10 (a full month of the 90-day demo ledger)", "runs": runs})
-
-
 def _demo_lines(events: int) -> list[str]:
     return [json.dumps(e) for e in generate(DemoSpec(seed=11, days=30, events=events, end=END))]
 
@@ -708,12 +638,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="1000000", help="query: ledger sizes, comma-separated")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--month-of", default="", help="reports: also a month at these 90-day ledger densities")
-    parser.add_argument("--month-of", default="", help="reports: also a month at these 90-day ledger densities")
     parser.add_argument("--insights-events", type=int, default=10_000_000, help="insights: ledger size")
     parser.add_argument("--postgres", default=os.environ.get("TOKENLEDGER_TEST_POSTGRES_URL"))
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in str(args.sizes).split(",")]
-    args.month_of = [int(s) for s in str(args.month_of).split(",") if s]
     args.month_of = [int(s) for s in str(args.month_of).split(",") if s]
     for name in args.benchmarks:
         benches = {
@@ -722,7 +650,6 @@ def main(argv: list[str] | None = None) -> None:
             "query": bench_query,
             "budgets": bench_budgets,
             "api": bench_api,
-            "reports": bench_reports,
             "reports": bench_reports,
             "insights": bench_insights,
         }
