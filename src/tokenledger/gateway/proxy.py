@@ -46,6 +46,7 @@ from .keys import KeyBook, VirtualKey
 from .metering import StreamMeter, usage_from_body
 from .policies import PolicyBook
 from .replay import replay_stream
+from .upstream import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
 from .wire import ANTHROPIC, ENDPOINTS, OPENAI, GatewayError, max_output_field
 
 __all__ = ["Gateway", "create_gateway_app"]
@@ -86,7 +87,7 @@ def _text_size(value: Any) -> tuple[int, int]:
 
 
 class Gateway:
-    """The ASGI application. ``transports`` (upstream name -> httpx transport) is the test seam."""
+    """The ASGI application. ``transports`` (upstream name -> httpx transport) serves ``/v1/models``."""
 
     def __init__(
         self,
@@ -103,7 +104,7 @@ class Gateway:
         self.policies = PolicyBook(ledger.store)
         self.budget_book: Any = None
         self.clients: dict[str, httpx.AsyncClient] = {}
-        self._wire: dict[str, tuple[httpx.AsyncBaseTransport, dict[str, Any], dict[str, httpx.URL]]] = {}
+        self.pools: dict[str, UpstreamPool] = {}
         self._transports = transports or {}
         self.caching = ResponseCaching(config.cache, exact=exact_cache, semantic=semantic_cache)
         self._rate: dict[str, list[int]] = {}
@@ -135,14 +136,13 @@ class Gateway:
             )
             timeout = httpx.Timeout(upstream.timeout_s, connect=upstream.connect_timeout_s)
             transport = self._transports.get(name) or httpx.AsyncHTTPTransport(limits=limits)
-            # Completions go straight to the pooled transport with URLs parsed once: the client's
-            # per-request URL merging, cookie and redirect handling were half the gateway's CPU
-            # time per request (measured). The client (same transport) serves /v1/models.
             self.clients[name] = httpx.AsyncClient(base_url=upstream.base_url, timeout=timeout, transport=transport)
-            self._wire[name] = (
-                transport,
-                timeout.as_dict(),
-                {path: httpx.URL(upstream.base_url + path) for path in ENDPOINTS},
+            # Completions use the gateway's own keep-alive client (see upstream.py for why).
+            self.pools[name] = UpstreamPool(
+                upstream.base_url,
+                timeout_s=upstream.timeout_s,
+                connect_timeout_s=upstream.connect_timeout_s,
+                max_idle=upstream.max_connections,
             )
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
 
@@ -154,6 +154,9 @@ class Gateway:
         for client in self.clients.values():
             await client.aclose()
         self.clients.clear()
+        for pool in self.pools.values():
+            await pool.close()
+        self.pools.clear()
         await self.caching.close()
         await anyio.to_thread.run_sync(self.ledger.flush)
         self._started = False
@@ -510,13 +513,17 @@ class Gateway:
             await self._release(call)
             raise
 
-    def _upstream_request(self, call: Call, upstream: str, model: str) -> httpx.Request:
+    def _upstream_request(self, call: Call, upstream: str, model: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
         config = self.config.upstreams[upstream]
         if model != call.model:
             call.body["model"] = model
             call.changed = True
         content = json.dumps(call.body, separators=(",", ":")).encode() if call.changed else call.raw
-        headers = {"content-type": "application/json", "accept-encoding": "identity"}
+        headers = {
+            "content-type": "application/json",
+            "accept-encoding": "identity",
+            "user-agent": "tokenledger-gateway",
+        }
         for name in (*_FORWARD, *self.config.forward_headers):
             value = call.headers.get(name.encode())
             if value is not None:
@@ -530,24 +537,23 @@ class Gateway:
             headers["authorization"] = f"Bearer {secret}"
         if call.stream:
             headers["accept"] = "text/event-stream"
-        _, timeout, urls = self._wire[upstream]
-        return httpx.Request("POST", urls[call.path], content=content, headers=headers, extensions={"timeout": timeout})
+        return [(k.encode(), v.encode("latin-1")) for k, v in headers.items()], content
 
-    async def _send_upstream(self, call: Call) -> tuple[httpx.Response, str, str]:
+    async def _send_upstream(self, call: Call) -> tuple[UpstreamResponse, str, str]:
         """The upstream response (streaming), trying fallbacks on errors and timeouts."""
         targets = self._targets(call)
         for attempt, (upstream, model) in enumerate(targets):
             last = attempt == len(targets) - 1
-            request = self._upstream_request(call, upstream, model)
+            headers, content = self._upstream_request(call, upstream, model)
             try:
-                response = await self._wire[upstream][0].handle_async_request(request)
-            except httpx.TimeoutException:
+                response = await self.pools[upstream].request("POST", call.path, headers, content)
+            except UpstreamTimeout:
                 if last:
                     raise GatewayError(
                         504, "upstream_timeout", f"upstream {upstream!r} did not answer in time"
                     ) from None
                 continue
-            except httpx.TransportError as exc:
+            except UpstreamError as exc:
                 if last:
                     raise GatewayError(502, "upstream_unreachable", f"upstream {upstream!r}: {exc}") from None
                 continue
@@ -560,11 +566,10 @@ class Gateway:
             return response, upstream, model
         raise AssertionError("no targets")  # pragma: no cover - _targets always returns one
 
-    def _headers(self, call: Call, response: httpx.Response | None = None) -> list[tuple[bytes, bytes]]:
+    def _headers(self, call: Call, response: UpstreamResponse | None = None) -> list[tuple[bytes, bytes]]:
         out: list[tuple[bytes, bytes]] = []
         if response is not None:
-            for name, value in response.headers.raw:
-                lowered = name.lower()
+            for lowered, value in response.raw_headers:
                 if (
                     lowered not in HOP_BY_HOP
                     and not lowered.startswith(b"x-tokenledger-")
@@ -626,8 +631,7 @@ class Gateway:
         response, upstream, model = await self._send_upstream(call)
         try:
             body = await response.aread()
-        except httpx.HTTPError as exc:
-            await response.aclose()
+        except UpstreamError as exc:
             raise GatewayError(502, "upstream_error", f"upstream {upstream!r} broke off its response: {exc}") from None
         provider = self.config.upstreams[upstream].provider or upstream
         headers = self._headers(call, response)
@@ -657,8 +661,10 @@ class Gateway:
         provider = self.config.upstreams[upstream].provider or upstream
         headers = self._headers(call, response)
         if response.status_code >= 400:
-            body = await response.aread()
-            await response.aclose()
+            try:
+                body = await response.aread()
+            except UpstreamError as exc:
+                raise GatewayError(502, "upstream_error", f"upstream {upstream!r} broke off its error: {exc}") from None
             await self._release(call)
             await send_bytes(send, response.status_code, body, None, headers)
             return
@@ -677,7 +683,7 @@ class Gateway:
                         await send({"type": "http.response.body", "body": out, "more_body": True})
                 rest = meter.flush()
                 await send({"type": "http.response.body", "body": rest, "more_body": False})
-            except httpx.HTTPError:
+            except UpstreamError:
                 outcome = "upstream_broke_off"
             except OSError:
                 outcome = "client_disconnected"
@@ -775,14 +781,14 @@ class Gateway:
         return True
 
     async def _cache_put(
-        self, call: Call, body: bytes, response: httpx.Response, provider: str, usage: Any, cost: int
+        self, call: Call, body: bytes, response: UpstreamResponse, provider: str, usage: Any, cost: int
     ) -> None:
         from .cache import CachedResponse
 
         assert call.key is not None and call.cache_key is not None
         entry = CachedResponse(
             status=response.status_code,
-            headers={"content-type": response.headers.get("content-type", "application/json")},
+            headers={"content-type": response.header("content-type") or "application/json"},
             body=body,
             provider=provider,
             model=usage.model or call.model,
