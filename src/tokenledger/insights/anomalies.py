@@ -26,8 +26,9 @@ Detection (:func:`scan`)
     ``granularity="hour"`` keeps the daily evidence and refines each window's bounds from the
     scope's hourly spend: from a day before to a day after, each hour against its hour-of-week
     expectation (calibrated on the preceding weeks, since a median undershoots the mean of skewed
-    hourly spend), the bounds being the contiguous hours with the largest excess beyond halfway to
-    ``min_ratio`` (maximum subarray). Expected, actual and impact are exact nano-USD over the final
+    hourly spend), the bounds being the contiguous hours with the largest summed excess beyond
+    ``min_ratio`` x expected, each hour counting for at most 4x its expectation so one heavy call
+    does not pull the bounds (maximum subarray). Expected, actual and impact are exact nano-USD over the final
     window, ``impact_pct`` relative to expected. Only increases are reported.
 
     Accuracy (tests/insights/test_anomalies.py): on the demo ledger at 1M events over 90 days, the
@@ -128,6 +129,7 @@ _SEASON = {"day": 7, "hour": 168}  # points per week
 _WINDOW_DAYS = (1, 2, 3)  # window lengths scanned
 _MIN_CALLS = 10  # calls a window needs on both sides for its tokens per request to count
 _TIE = 0.15  # explained shares this close count as a tie, broken by dimension
+_HOUR_CAP = 4.0  # most an hour's spend counts for, in expected hours, when bounding a window
 _DEARER = 1.5  # cost per request, relative to the scope's baseline, that marks a dearer slice
 _MAX_CAUSES = 5
 
@@ -493,7 +495,7 @@ def _refine(
     The hourly spend of the scope from a day before to a day after the window is compared with its
     hour-of-week expectation (the same hour of the trailing weeks, trend-scaled); the bounds are
     the contiguous hours with the largest summed excess (maximum subarray). None when no hour
-    stands out. The expectation reported is the plain one (not the halfway margin).
+    stands out. The expectation reported is the plain one (not the ``min_ratio`` margin).
     """
     lo_us = max(day0_us + (window.start - 1) * DAY_US, bounds[0])
     hi_us = min(day0_us + (window.end + 1) * DAY_US, bounds[1])
@@ -515,9 +517,11 @@ def _refine(
     history = ~np.isnan(expected[:first])
     if history.any() and np.sum(expected[:first][history]) > 0:
         expected = expected * (np.sum(cost[:first][history]) / np.sum(expected[:first][history]))
-    # An hour adds to the window only beyond halfway to ``min_ratio`` (noise around the expectation
-    # must not stretch the bounds).
-    excess = cost[first:] - (1 + (config.min_ratio - 1) / 2) * np.nan_to_num(expected[first:])
+    # An hour adds to the window only beyond ``min_ratio`` x its expectation (noise around the
+    # expectation must not stretch the bounds), and by at most ``_HOUR_CAP`` x (one heavy call in
+    # a quiet hour must not pull the bounds towards it).
+    hourly = np.nan_to_num(expected[first:])
+    excess = np.minimum(cost[first:], _HOUR_CAP * hourly) - config.min_ratio * hourly
     best, best_range, run, run_start = 0.0, None, 0.0, 0
     for i, x in enumerate(excess):  # Kadane: the contiguous hours with the largest excess
         if run <= 0:
