@@ -59,6 +59,7 @@ class UpstreamResponse:
         self._headers_done = False
         self._complete = False
         self.received = False
+        self._keep_alive = False
         self.status_code = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
 
@@ -69,6 +70,8 @@ class UpstreamResponse:
     def on_headers_complete(self) -> None:
         self._headers_done = True
         self.status_code = self._parser.get_status_code()
+        # Read here: httptools resets the parser's state once the message completes.
+        self._keep_alive = self._parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
@@ -144,7 +147,7 @@ class UpstreamResponse:
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        if self._complete and not self._chunks and self._parser.should_keep_alive():
+        if self._complete and not self._chunks and self._keep_alive:
             self._pool._release(connection)
         else:
             connection.close()
