@@ -27,12 +27,20 @@ _COLUMNS = (
 )
 
 
+def _cause(cause: dict) -> str:
+    """``runaway_loop session_id=loop-7`` (a dimension dict as key=value, never a Python repr)."""
+    dimension = cause.get("dimension")
+    if isinstance(dimension, dict):
+        dimension = ",".join(f"{k}={v}" for k, v in dimension.items())
+    return f"{cause.get('cause')} {dimension}" if dimension else str(cause.get("cause"))
+
+
 def _rows(found: list[service.Anomaly]) -> list[dict]:
     out = []
     for anomaly in found:
         row = anomaly.to_dict()
         causes = row.get("causes") or []
-        row["top_cause"] = f"{causes[0]['cause']} {causes[0]['dimension']}" if causes else None
+        row["top_cause"] = _cause(causes[0]) if causes else None
         row["scope"] = ",".join(f"{k}={v}" for k, v in (row.get("scope") or {}).items()) or "fleet"
         out.append(row)
     return out
@@ -77,6 +85,8 @@ def set_(
         anomaly = service.set_status(ledger.store, anomaly_id, status, note=note, now=ledger.clock())
     if output == OutputFormat.json:
         sys.stdout.write(json.dumps(anomaly.to_dict(), default=str) + "\n")
+    elif output == OutputFormat.csv:
+        emit(_rows([anomaly]), output, columns=_COLUMNS)
     else:
         console.print(f"Anomaly #{anomaly_id} is now {anomaly.status}.")
 

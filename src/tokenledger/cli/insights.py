@@ -114,7 +114,7 @@ def roi_caching(
     else:
         with open_ledger(ctx) as ledger, handle_errors():
             result = roi_model.caching_roi(ledger=ledger, since=since, **arguments)
-    if output != OutputFormat.json:
+    if output == OutputFormat.table:  # csv and json stay machine-readable
         console.print(
             f"Cacheable spend {result['monthly_cacheable_spend']:f} of {result['monthly_spend']:f} USD/month; "
             f"hit rate {result['hit_rate_pct']:f}%",
@@ -167,15 +167,45 @@ def experiments_analyze(
     if output == OutputFormat.json:
         _json(result)
         return
-    rows = [{"arm": arm, **summary} for arm, summary in result["arms"].items()]
-    emit(
-        rows,
-        output,
-        columns=("arm", "requests", "cost_usd", "mean_cost_per_request_usd", "avg_latency_ms", "quality", "error_rate"),
-        title=f"Experiment {name}",
-    )
+    emit(_experiment_rows(result), output, columns=_EXPERIMENT_COLUMNS, title=f"Experiment {name}")
     if output == OutputFormat.table:
         console.print(f"[bold]{result['verdict']}[/]: {result['summary']}", highlight=False)
+
+
+_EXPERIMENT_COLUMNS = (
+    "arm",
+    "requests",
+    "cost_usd",
+    "mean_cost_per_request_usd",
+    "ci_low_usd",
+    "ci_high_usd",
+    "p_value",
+    "avg_latency_ms",
+    "quality",
+    "error_rate",
+    "needed_per_arm",
+    "verdict",
+)
+
+
+def _experiment_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per arm, then the treatment - control difference with its interval, sample size and verdict."""
+    rows: list[dict[str, Any]] = [{"arm": arm, **summary} for arm, summary in result["arms"].items()]
+    difference = result.get("difference") or {}
+    quality = result.get("quality_difference") or {}
+    rows.append(
+        {
+            "arm": "treatment - control",
+            "mean_cost_per_request_usd": difference.get("mean_cost_per_request_usd"),
+            "ci_low_usd": difference.get("ci_low_usd"),
+            "ci_high_usd": difference.get("ci_high_usd"),
+            "p_value": difference.get("p_value"),
+            "quality": quality.get("mean"),
+            "needed_per_arm": result.get("needed_per_arm"),
+            "verdict": result["verdict"],
+        }
+    )
+    return rows
 
 
 def _weights(text: str | None) -> dict[str | None, str] | None:
@@ -221,7 +251,10 @@ def register(app: typer.Typer) -> None:
                 weights=parsed,
                 shared_where={"category": categories},
             )
-        if output != OutputFormat.table:
+        if output == OutputFormat.json:  # the shape of GET /api/allocation
+            _json({"over": over, "method": method, "rows": rows, "total": allocation.allocation_totals(rows)})
+            return
+        if output == OutputFormat.csv:
             emit(rows, output)
             return
         _emit_rounded(rows, over, f"Fully loaded cost by {over} ({method})")
@@ -290,7 +323,8 @@ def _emit_rounded(rows: list[dict[str, Any]], key: str, title: str) -> None:
     shown = [
         {key: "(none)" if r[key] is None else r[key], "allocation_share_pct": r["allocation_share_pct"]} for r in rows
     ]
-    totals: dict[str, Any] = {key: "TOTAL", "allocation_share_pct": ""}
+    shares = sum((Decimal(r["allocation_share_pct"]) for r in rows), Decimal(0))
+    totals: dict[str, Any] = {key: "TOTAL", "allocation_share_pct": f"{shares:f}"}
     for column in columns:
         rounded = allocation.round_breakdown({i: r[column] for i, r in enumerate(rows)})
         for i, value in rounded.items():

@@ -238,6 +238,8 @@ def allocate_shared(
         )
     allocated = largest_remainder(shared_total, basis) if groups else {}
     weight_sum = sum((_weight(g, w) for g, w in basis.items()), Fraction(0))
+    # Display shares are split by largest remainder too, so the percentages add up to 100.00.
+    shares = largest_remainder(Decimal("100.00"), basis) if weight_sum else {}
 
     parts: dict[Any, dict[str, int]] = {
         g: {"direct": direct[g], "shared_booked": shared.get(g, 0), "allocated": allocated.get(g, 0)} for g in groups
@@ -247,7 +249,6 @@ def allocate_shared(
 
     rows = []
     for group, part in parts.items():
-        weight = _weight(group, basis.get(group, 0))
         rows.append(
             {
                 over: group,
@@ -255,7 +256,7 @@ def allocate_shared(
                 "shared_booked_usd": format_usd(part["shared_booked"]),
                 "shared_allocated_usd": format_usd(part["allocated"]),
                 "fully_loaded_usd": format_usd(part["direct"] + part["allocated"]),
-                "allocation_share_pct": _pct(weight, weight_sum),
+                "allocation_share_pct": f"{shares.get(group, Decimal('0.00')):f}",
                 "_fully_loaded": part["direct"] + part["allocated"],
             }
         )
@@ -263,13 +264,6 @@ def allocate_shared(
     for row in rows:
         del row["_fully_loaded"]
     return rows
-
-
-def _pct(part: Fraction, whole: Fraction) -> str:
-    if not whole:
-        return "0.00"
-    value = Decimal(part.numerator * 100) / Decimal(part.denominator) / (Decimal(whole.numerator) / whole.denominator)
-    return f"{value.quantize(Decimal('0.01'), ROUND_HALF_EVEN):f}"
 
 
 def _department_part(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from ..access import ACTIONS, Principal
 from ..insights import recommendations as service
 from .app import ledger_of, principal
 
 router = APIRouter(tags=["insights"])
+RecId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def _require_manage(who: Principal) -> None:
@@ -39,6 +40,20 @@ def scan_recommendations(
     """Re-price the last 30 days under each optimisation and store what saves money."""
     _require_manage(who)
     return [r.to_dict() for r in service.scan(ledger_of(request), min_monthly_savings_usd=min_savings_usd)]
+
+
+@router.get("/api/recommendations/{rec_id}")
+def get_recommendation(rec_id: RecId, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
+    """One recommendation: costs, savings, effort, risk, quality impact, steps, rollback, realized savings."""
+    who.require("costs.read")
+    return service.get_recommendation(ledger_of(request), rec_id).to_dict()
+
+
+@router.post("/api/recommendations/{rec_id}/realized")
+def measure_realized(rec_id: RecId, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
+    """Measure an implemented recommendation's saving on before/after windows and store it (409 if not implemented)."""
+    _require_manage(who)
+    return service.measure_realized(ledger_of(request), rec_id).to_dict()
 
 
 @router.patch("/api/recommendations/{rec_id}")
