@@ -5,17 +5,52 @@ Department-scoped keys see only their departments, as for costs (see :mod:`.api_
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import func, select
 
 from ..access import Principal
 from ..errors import Forbidden, InvalidInput
 from ..insights.forecast import apply_scenario, budget_runway, forecast_many
+from ..store.schema import events
 from .api_read import _scoped
 from .app import ledger_of, principal
 
 router = APIRouter(tags=["insights"])
+
+#: Fitted forecasts are reused while no event was added (the newest event id is unchanged) for at
+#: most this many seconds, so the dashboard's forecast panels do not refit on every page load; a
+#: re-price without new events shows after the TTL.
+CACHE_TTL_S = 60.0
+_cache: dict[tuple[Any, ...], tuple[float, int, dict[str, Any]]] = {}
+_cache_lock = threading.Lock()
+
+
+def _cached_forecasts(ledger: Any, level: str, horizon: int, where: dict[str, list[str | None]]) -> dict[str, Any]:
+    ledger.flush()
+    with ledger.store.read() as conn:
+        latest = int(conn.execute(select(func.max(events.c.id))).scalar() or 0)
+    key = (
+        id(ledger),
+        level,
+        horizon,
+        tuple(sorted((k, tuple(map(str, v))) for k, v in where.items())),
+        ledger.clock().date(),
+    )
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None and hit[1] == latest and now - hit[0] < CACHE_TTL_S:
+        return hit[2]
+    found = forecast_many(ledger, level=level, horizon=horizon, where=where)
+    with _cache_lock:
+        if len(_cache) > 256:
+            _cache.clear()
+        _cache[key] = (now, latest, found)
+    return found
 
 
 @router.get("/api/forecast")
@@ -39,7 +74,7 @@ def forecast(
     if agent:
         where["agent"] = [agent]
     single = bool(department or agent)
-    found = forecast_many(ledger_of(request), level="fleet" if single else level, horizon=horizon, where=where)
+    found = _cached_forecasts(ledger_of(request), "fleet" if single else level, horizon, where)
     if bool(switch_from) != bool(switch_to):
         raise InvalidInput("switch_from and switch_to: give both for a model switch scenario")
     switch = (switch_from, switch_to, switch_share) if switch_from and switch_to else None

@@ -8,6 +8,15 @@ export const rates = { USD: "1" };
 export const decimals = { USD: 2 };
 export const hooks = { render: async () => {} };
 
+/** resolves once the (async) ECharts script has run; every API answer waits for it, so any panel
+    drawing after a request finds the library */
+export const echartsReady = new Promise((resolve, reject) => {
+  if (window.echarts) { resolve(); return; }
+  const tag = document.getElementById("echarts-script");
+  tag.addEventListener("load", () => resolve());
+  tag.addEventListener("error", () => reject(new Error("the chart library did not load")));
+});
+
 // ---------------------------------------------------------------------------------------------
 // state <-> URL
 
@@ -87,8 +96,9 @@ export async function api(path, params = {}, options = {}) {
   const headers = { ...authHeaders(), ...(options.headers || {}) };
   if (options.body) headers["Content-Type"] = "application/json";
   const response = await fetch(url, { ...options, headers, body: options.body ? JSON.stringify(options.body) : undefined });
-  if (response.status === 204) return {};
+  if (response.status === 204) { await echartsReady; return {}; }
   const body = await response.json().catch(() => ({}));
+  await echartsReady;
   if (!response.ok) {
     const error = new Error((body.error && body.error.message) || body.detail && JSON.stringify(body.detail) || `${response.status} ${response.statusText}`);
     error.status = response.status;
