@@ -37,6 +37,7 @@ def test_model_family():
     assert matrix.model_family("gemini-2.5-flash") == "Gemini"
     assert matrix.model_family("o4-mini") == "o-series"
     assert matrix.model_family("acme-internal") == "Custom"
+    assert matrix.model_family("mistral-embed") == matrix.model_family("text-embedding-3-small") == "Embeddings"
 
 
 def _price(ledger, provider, model, at, **tokens):

@@ -51,6 +51,7 @@ _PROBE = 10_000  # tokens priced to read a per-1M rate: below every tier thresho
 _HUNDRED = Decimal(100)
 
 _FAMILIES = (
+    (r"embed", "Embeddings"),
     (r"^(gpt-5)", "GPT-5"),
     (r"^(gpt-4\.1)", "GPT-4.1"),
     (r"^(gpt-4o|chatgpt-4o)", "GPT-4o"),
@@ -65,7 +66,6 @@ _FAMILIES = (
     (r"llama", "Llama"),
     (r"mistral|mixtral|codestral|ministral", "Mistral"),
     (r"deepseek", "DeepSeek"),
-    (r"embed", "Embeddings"),
     (r"grok", "Grok"),
     (r"command", "Cohere Command"),
 )
@@ -419,8 +419,8 @@ def pricing_table(
     move to) plus every provider/model the ledger has used in the last 90 days and every exact
     override, each priced through ``ledger.pricer`` so overrides win as they do when metering. With
     ``profile`` (``requests_per_month``, ``input_tokens``, ``output_tokens``, ``cache_hit_pct``)
-    each row also gets ``tco_monthly_usd`` (null for a model without output prices, such as an
-    embedding model, when the profile has output tokens) and the cheapest row is flagged ``best_value``.
+    each row also gets ``tco_monthly_usd`` (null for a model without output prices or an embedding
+    model when the profile has output tokens) and the cheapest row is flagged ``best_value``.
     """
     at = at or ledger.clock()
     wanted = {p.lower() for p in providers} if providers else set(SWITCH_PROVIDERS)
@@ -480,7 +480,9 @@ def pricing_table(
         if tco_profile is not None:
             tokens = {k: v for k, v in tco_profile.items() if k != "requests"}
             # a model that produces no priced output (embeddings) cannot serve a profile with output
-            fits = not tco_profile["output_tokens"] or (output_rate is not None and usd_to_nanos(output_rate) > 0)
+            fits = not tco_profile["output_tokens"] or (
+                output_rate is not None and usd_to_nanos(output_rate) > 0 and model_family(model) != "Embeddings"
+            )
             per_request = _price_nanos(ledger, prov_arg, model, at, **tokens) if fits else None
             row["tco_per_request_usd"] = None if per_request is None else format_usd(per_request)
             row["tco_monthly_usd"] = None if per_request is None else format_usd(per_request * tco_profile["requests"])

@@ -61,7 +61,8 @@ async function schedules() {
     table(el, [
       { key: "name", label: "Review" }, { key: "recurrence", label: "Every" }, { key: "format", label: "Format" }, { key: "kind", label: "Report" },
       { key: "channels", label: "Sent to", html: (s) => esc((s.channels || []).join(", ") || "–") },
-      { key: "next_run", label: "Next", html: (s) => esc(s.next_run || s.next_run_at || "–") },
+      { key: "departments", label: "Departments", html: (s) => esc((s.departments || []).join(", ") || "all") },
+      { key: "folder", label: "Folder", html: (s) => esc(s.folder || "–") },
       { label: "", html: (s) => (can("reports.schedule") ? `<button data-del-schedule="${esc(s.id)}">Delete</button>` : "") },
     ], rows);
     if (!rows.length) setState(el, "No scheduled reviews" + (can("reports.schedule") ? ": use “Schedule review”." : "."));
