@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint typecheck bench bench-gateway assets clean
+.PHONY: install demo test lint typecheck bench bench-gateway bench-dashboard assets clean
 ECHARTS_VERSION := 6.1.0
 ASSETS := src/tokenledger/server/dashboard/vendor
 
@@ -45,6 +45,10 @@ bench: $(STAMP)
 ## Gateway latency/throughput vs the upstream simulator, LiteLLM's proxy side by side (installed into bench/.cache/).
 bench-gateway: $(STAMP)
 	$(BIN)/python bench/gateway.py --install-litellm
+
+## Cost Management page load in Debian's Chromium on the 1M-event, 50-department demo ledger (cached in bench/.cache/).
+bench-dashboard: $(STAMP)
+	$(BIN)/python bench/dashboard.py
 
 ## Refresh the vendored chart library (Apache ECharts, from the npm registry, pinned; license kept).
 assets:
