@@ -341,6 +341,8 @@ def bench_insights(args: argparse.Namespace) -> None:
     results: dict[str, object] = {"events": args.insights_events}
     with Ledger(settings=settings, background=False, clock=lambda: now) as ledger:
         ledger.costs(by=["day"], since="180d")  # warm the page cache once, as a running server has it
+        import statsmodels.tsa.holtwinters  # noqa: F401  (imported once per process: ~2 s, not a forecast's cost)
+
         series = {}
         total = cpu = 0.0
         for level in ("fleet", "department", "agent"):

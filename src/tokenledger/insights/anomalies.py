@@ -21,7 +21,7 @@ Detection (:func:`scan`)
     per request are standardised by ``sqrt(calls)`` (a mean of heavy-tailed draws). The evidence
     is the strongest driver's z; it becomes a 0-1 score ``1 - 2^-(z/3)^2`` (z = 3 scores 0.5,
     z = 5 about 0.85) that must reach ``min_score``. Flagged windows are picked greedily, best
-    evidence first, skipping any that overlaps one already picked: each pick is one anomaly.
+    evidence first, skipping any that overlaps one already picked; picks that touch merge into one.
 
     ``granularity="hour"`` keeps the daily evidence and refines each window's bounds from the
     scope's hourly spend: from a day before to a day after, each hour against its hour-of-week
@@ -479,7 +479,16 @@ def _flag(
         if score >= config.min_score:
             exact = sum(series["cost"][start:end])  # exact nano-USD, not the float window sum
             picked.append(_Window(start, end, expected_sum, exact, score, -neg))
-    return sorted(picked, key=lambda w: w.start)
+    # Picks that touch are one continuing anomaly (a spike longer than the longest window).
+    merged: list[_Window] = []
+    for w in sorted(picked, key=lambda w: w.start):
+        last = merged[-1] if merged else None
+        if last is not None and last.end == w.start:
+            last.end, last.expected, last.actual = w.end, last.expected + w.expected, last.actual + w.actual
+            last.score, last.z = max(last.score, w.score), max(last.z, w.z)
+        else:
+            merged.append(w)
+    return merged
 
 
 def _refine(
