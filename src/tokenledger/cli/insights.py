@@ -221,6 +221,7 @@ def _weights(text: str | None) -> dict[str | None, str] | None:
 
 
 def register(app: typer.Typer) -> None:
+    register_charts(app)
     app.add_typer(roi_app, name="roi")
     app.add_typer(experiments_app, name="experiments")
 
@@ -331,3 +332,135 @@ def _emit_rounded(rows: list[dict[str, Any]], key: str, title: str) -> None:
             shown[i][column] = f"{value:f}"
         totals[column] = f"{sum(rounded.values(), Decimal(0)):f}"
     emit([*shown, totals], OutputFormat.table, columns=(key, *columns, "allocation_share_pct"), title=title)
+
+
+# -- chart data (dashboard spec charts 3.x) ----------------------------------------------------------
+
+CHARTS = (
+    "trend",
+    "providers",
+    "distribution",
+    "agents",
+    "sunburst",
+    "sankey",
+    "waterfall",
+    "models",
+    "provider-matrix",
+)
+
+
+def _leaves(nodes: list[dict[str, Any]], levels: list[str], path: tuple = ()) -> list[dict[str, Any]]:
+    """A sunburst tree as one row per leaf path (department, agent, model, operation, cost_usd)."""
+    rows: list[dict[str, Any]] = []
+    for node in nodes:
+        here = (*path, node["name"])
+        if node.get("children"):
+            rows.extend(_leaves(node["children"], levels, here))
+        else:
+            rows.append({**dict(zip(levels, here, strict=False)), "cost_usd": node["value_usd"]})
+    return rows
+
+
+def _chart_rows(name: str, data: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str] | None, str | None]:
+    """(rows, columns, a footer line) of a chart for table and csv output; json prints ``data`` whole."""
+    if name == "trend":
+        # Long format: one row per day and series; the table shows each series' total and change.
+        rows = [
+            {"day": day, data["by"]: s["key"], "cost_usd": s["points"][i]}
+            for s in data["series"]
+            for i, day in enumerate(data["days"])
+        ]
+        return rows, ["day", data["by"], "cost_usd"], f"total {data['total_usd']} USD"
+    if name == "providers":
+        return data["providers"], None, None
+    if name == "distribution":
+        footer = (
+            f"{data['requests']:,} requests; p50 {data.get('p50_usd')} p90 {data.get('p90_usd')} "
+            f"p99 {data.get('p99_usd')} USD; outlier fence {data.get('outlier_fence_usd')} USD; "
+            f"{len(data['outliers'])} outliers (json lists them)"
+        )
+        return data["histogram"], ["from_usd", "to_usd", "requests"], footer
+    if name == "agents":
+        return data["agents"], None, None
+    if name == "sunburst":
+        return (
+            _leaves(data["children"], data["levels"]),
+            [*data["levels"], "cost_usd"],
+            f"total {data['total_usd']} USD",
+        )
+    if name == "sankey":
+        return data["links"], ["source", "target", "value_usd"], None
+    if name == "waterfall":
+        footer = f"total {data['total_usd']} USD; the cache saved {data['cache_saved_usd']} USD"
+        return data["steps"], ["name", "cost_usd"], footer
+    if name == "models":
+        columns = ["provider", "model", "family", "quality", "requests", "cost_usd", "cost_per_request_usd",
+                   "cost_per_1k_tokens_usd", "avg_latency_ms", "pareto"]  # fmt: skip
+        return data["models"], columns, "pareto = on the cost/quality frontier (quality from the editable catalog)"
+    columns = ["provider", "requests", "cost_usd", "cost_per_request_usd", "p90_latency_ms", "quality",
+               "reliability_pct", "pareto", "quadrant"]  # fmt: skip
+    return data["providers"], columns, None
+
+
+def _trend_summary(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            data["by"]: s["key"],
+            "total_usd": s["total_usd"],
+            "previous_usd": s["previous_usd"],
+            "change_pct": s["change_pct"],
+        }
+        for s in data["series"]
+    ]
+
+
+def register_charts(app: typer.Typer) -> None:
+    @app.command("chart")
+    def chart(
+        ctx: typer.Context,
+        name: str = typer.Argument(..., help=", ".join(CHARTS)),
+        since: str = typer.Option("30d", "--since"),
+        until: str = typer.Option(None, "--until"),
+        where: list[str] = typer.Option([], "--where", help="Filter key=value (repeatable; a,b for either)."),
+        by: str = typer.Option("provider", "--by", help="trend: stack by provider, model, department..."),
+        limit: int = typer.Option(None, "--limit", min=1, max=500, help="agents: rows; sankey: agents before folding."),
+        output: OutputFormat = typer.Option(OutputFormat.table, "--format"),
+    ) -> None:
+        """The data behind a Cost Management chart (3.x); every breakdown sums exactly to its total."""
+        from ..insights import charts, matrix
+        from ..store.query import validate_keys
+        from .costs import parse_where
+
+        functions = {
+            "trend": charts.spend_trend,
+            "providers": charts.provider_comparison,
+            "distribution": charts.cost_distribution,
+            "agents": charts.top_agents,
+            "sunburst": charts.sunburst,
+            "sankey": charts.sankey,
+            "waterfall": charts.token_waterfall,
+            "models": matrix.model_matrix,
+            "provider-matrix": matrix.provider_matrix,
+        }
+        with handle_errors():
+            if name not in functions:
+                raise InvalidInput(f"chart: {name!r} must be one of {', '.join(CHARTS)}")
+            filters = parse_where(where)
+            validate_keys(list(filters), what="where")
+            kwargs: dict[str, Any] = {"since": since, "until": until, "where": filters}
+            if name == "trend":
+                validate_keys([by], what="by")
+                kwargs["by"] = by
+            if limit is not None and name in ("agents", "sankey"):
+                kwargs["limit" if name == "agents" else "max_agents"] = limit
+        with open_ledger(ctx) as ledger, handle_errors():
+            data = functions[name](ledger, **kwargs)
+        if output == OutputFormat.json:
+            _json(data)
+            return
+        rows, columns, footer = _chart_rows(name, data)
+        if name == "trend" and output == OutputFormat.table:
+            rows, columns = _trend_summary(data), None
+        emit(rows, output, columns=columns, title=f"Chart {name}, {data['since'][:10]} .. {data['until'][:10]}")
+        if footer and output == OutputFormat.table:
+            console.print(footer, highlight=False)
