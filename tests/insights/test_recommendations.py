@@ -58,3 +58,50 @@ def test_caching_and_lifecycle_and_realized(busy, clock):
     assert [r["id"] for r in summary["implemented"]] == [caching.id]
     # a department-scoped caller sees only recommendations scoped to its departments
     assert service.savings_summary(busy, departments=["sales"])["implemented_measured"] == 0
+
+
+def _independent_cost(ledger, at, **fields) -> int:
+    return ledger.pricer.price(parse_event({"timestamp": at, **fields})).total_nanos
+
+
+def test_model_downgrade_is_the_cheapest_model_within_the_quality_drop(ledger, clock):
+    at = clock.now - timedelta(hours=3)
+    for n in range(10):
+        ledger.record(provider="openai", model="gpt-4o", agent="writer", operation="chat",
+                      input_tokens=3_000 + n, output_tokens=500, timestamp=at)  # fmt: skip
+    (found,) = service.scan(ledger, min_monthly_savings_usd="0", kinds=["model_downgrade"])
+    # gpt-4.1-nano is cheaper still, but scores 70 against gpt-4o's 84: more than the allowed 10-point drop.
+    assert found.scope["to_model"] == "gpt-4o-mini" and "84 -> 76" in found.quality_impact
+    expected = sum(
+        _independent_cost(ledger, at, provider="openai", model="gpt-4o-mini", input_tokens=3_000 + n, output_tokens=500)
+        for n in range(10)
+    )
+    assert found.optimized_nanos == expected and found.current_nanos > expected
+    assert found.steps and found.rollback and found.scope["agents"] == ["writer"]
+
+
+def test_prompt_trim_reprices_the_outlier_at_its_peers_median_input(ledger, clock):
+    at = clock.now - timedelta(hours=3)
+    for agent, tokens in (("a", 1_000), ("b", 1_000), ("c", 1_000), ("bloated", 5_000)):
+        for _ in range(5):
+            ledger.record(provider="openai", model="gpt-4o", agent=agent, operation="summarize",
+                          input_tokens=tokens, output_tokens=200, timestamp=at)  # fmt: skip
+    (found,) = service.scan(ledger, min_monthly_savings_usd="0", kinds=["prompt_trim"])
+    assert found.scope["agent"] == "bloated" and found.scope["peer_median_input_tokens"] == "1000"
+    trimmed = _independent_cost(ledger, at, provider="openai", model="gpt-4o", input_tokens=1_000, output_tokens=200)
+    assert found.optimized_nanos == 5 * trimmed
+    assert found.current_nanos == 5 * _independent_cost(
+        ledger, at, provider="openai", model="gpt-4o", input_tokens=5_000, output_tokens=200
+    )
+
+
+def test_output_cap_cuts_only_the_agent_above_the_fleet_p95(ledger, clock):
+    at = clock.now - timedelta(hours=3)
+    for agent, count, output in (("concise", 40, 100), ("verbose", 2, 1_000)):
+        for _ in range(count):
+            ledger.record(provider="openai", model="gpt-4o", agent=agent, operation="draft",
+                          input_tokens=500, output_tokens=output, timestamp=at)  # fmt: skip
+    (found,) = service.scan(ledger, min_monthly_savings_usd="0", kinds=["output_cap"])
+    assert found.scope["agent"] == "verbose" and found.scope["max_output_tokens"] == 100
+    capped = _independent_cost(ledger, at, provider="openai", model="gpt-4o", input_tokens=500, output_tokens=100)
+    assert found.optimized_nanos == 2 * capped < found.current_nanos
