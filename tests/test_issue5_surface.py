@@ -233,6 +233,11 @@ async def test_recommendation_detail_and_realized_savings_over_rest(db_url, tmp_
             assert one.status_code == 200
             assert one.json()["steps"] == caching.steps and one.json()["rollback"] == caching.rollback
             assert (await client.get("/api/recommendations/999999", headers=headers)).status_code == 404
+            # The calls carry no department: a research viewer sees neither the list entry nor the detail.
+            as_viewer = {"Authorization": f"Bearer {viewer}"}
+            assert (await client.get("/api/recommendations", headers=as_viewer)).json() == []
+            assert (await client.get(f"/api/recommendations/{caching.id}", headers=as_viewer)).status_code == 403
+            assert len((await client.get("/api/recommendations", headers=headers)).json()) == 1
             early = await client.post(f"/api/recommendations/{caching.id}/realized", headers=headers)
             assert early.status_code == 409
             for status in ("approved", "implemented"):

@@ -105,3 +105,18 @@ def test_output_cap_cuts_only_the_agent_above_the_fleet_p95(ledger, clock):
     assert found.scope["agent"] == "verbose" and found.scope["max_output_tokens"] == 100
     capped = _independent_cost(ledger, at, provider="openai", model="gpt-4o", input_tokens=500, output_tokens=100)
     assert found.optimized_nanos == 2 * capped < found.current_nanos
+
+
+def test_recommendations_record_whose_spend_they_cover(ledger, clock):
+    at = clock.now - timedelta(hours=3)
+    for department, operation in (("research", "chat"), ("sales", "draft")):
+        for n in range(5):
+            ledger.record(provider="openai", model="gpt-4o", agent=f"{department}-bot", department=department,
+                          operation=operation, input_tokens=3_000 + n, output_tokens=500, timestamp=at)  # fmt: skip
+    found = service.scan(ledger, min_monthly_savings_usd="0", kinds=["model_downgrade"])
+    assert sorted(r.scope["departments"][0] for r in found) == ["research", "sales"]
+    mine = service.list_recommendations(ledger, departments=["research"])
+    assert [r.scope["operation"] for r in mine] == ["chat"]
+    assert len(service.list_recommendations(ledger, departments=["research", "sales"])) == 2
+    assert service.list_recommendations(ledger, departments=["hr"]) == []
+    assert len(service.list_recommendations(ledger)) == 2

@@ -58,6 +58,8 @@ __all__ = [
     "model_quality",
     "scan",
     "list_recommendations",
+    "visible_to",
+    "savings_summary",
     "get_recommendation",
     "set_status",
     "measure_realized",
@@ -672,7 +674,13 @@ def scan(
     with ledger.store.write() as conn:
         for finding in findings:
             effort, risk = _EFFORT_RISK[finding.kind]
-            scope = {**finding.scope, "measure": finding.measure, "window_days": 30}
+            scope = {
+                **finding.scope,
+                "measure": finding.measure,
+                "window_days": 30,
+                # Whose spend it is: department-scoped API keys see only their departments' recommendations.
+                "departments": _departments_of(ledger, finding.measure, until_us - _WINDOW_US, until_us),
+            }
             fingerprint = _fingerprint(finding.kind, finding.scope)
             fingerprints.append(fingerprint)
             values = {
@@ -698,8 +706,31 @@ def scan(
     return sorted((_from_row(r) for r in rows), key=lambda r: (-r.savings_nanos, r.id))
 
 
-def list_recommendations(ledger: Ledger, *, status: str | None = None, kind: str | None = None) -> list[Recommendation]:
-    """Stored recommendations, largest monthly saving first."""
+def _departments_of(ledger: Ledger, measure: Mapping[str, Any], since_us: int, until_us: int) -> list[str | None]:
+    """The departments whose spend in the window a finding's ``measure`` filter covers (None: unattributed)."""
+    rows = grouped_costs(ledger.store, ["department"], since_us, until_us, {k: list(v) for k, v in measure.items()})
+    return sorted((r.keys[0] for r in rows), key=lambda d: (d is None, str(d)))
+
+
+def visible_to(rec: Recommendation, departments: Sequence[str | None] | None) -> bool:
+    """Whether a caller limited to ``departments`` (None: everything) may see ``rec``: all of its spend
+    is in those departments. Recommendations stored before departments were recorded are not shown."""
+    if departments is None:
+        return True
+    mine = rec.scope.get("departments")
+    if not mine and rec.scope.get("department"):
+        mine = list(rec.scope["department"])
+    return bool(mine) and set(mine) <= set(departments)
+
+
+def list_recommendations(
+    ledger: Ledger,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    departments: Sequence[str | None] | None = None,
+) -> list[Recommendation]:
+    """Stored recommendations, largest monthly saving first (``departments``: only theirs, see :func:`visible_to`)."""
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status: {status!r} is not one of {', '.join(STATUSES)}")
     statement = select(recommendations)
@@ -709,6 +740,7 @@ def list_recommendations(ledger: Ledger, *, status: str | None = None, kind: str
         statement = statement.where(recommendations.c.kind == kind)
     with ledger.store.read() as conn:
         found = [_from_row(r) for r in conn.execute(statement)]
+    found = [r for r in found if visible_to(r, departments)]
     return sorted(found, key=lambda r: (-r.savings_nanos, r.id))
 
 
@@ -801,12 +833,7 @@ def savings_summary(ledger: Ledger, *, departments: Sequence[str] | None = None)
 
     ``departments`` limits to recommendations scoped to those departments (department-scoped keys).
     """
-    recommendations = list_recommendations(ledger)
-    if departments is not None:
-        allowed = set(departments)
-        recommendations = [
-            r for r in recommendations if r.scope.get("department") and set(r.scope["department"]) <= allowed
-        ]
+    recommendations = list_recommendations(ledger, departments=departments)
     by_status: dict[str, list[int]] = {}
     realized = measured = 0
     for rec in recommendations:

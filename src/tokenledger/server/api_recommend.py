@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from ..access import ACTIONS, Principal
+from ..errors import Forbidden
 from ..insights import recommendations as service
 from .app import ledger_of, principal
 
@@ -28,7 +29,9 @@ def list_recommendations(
 ) -> list[dict[str, Any]]:
     """Optimisation opportunities, largest monthly saving first."""
     who.require("costs.read")
-    return [r.to_dict() for r in service.list_recommendations(ledger_of(request), status=status, kind=kind)]
+    departments = list(who.departments) if who.scoped else None
+    found = service.list_recommendations(ledger_of(request), status=status, kind=kind, departments=departments)
+    return [r.to_dict() for r in found]
 
 
 @router.post("/api/recommendations/scan")
@@ -46,7 +49,10 @@ def scan_recommendations(
 def get_recommendation(rec_id: RecId, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
     """One recommendation: costs, savings, effort, risk, quality impact, steps, rollback, realized savings."""
     who.require("costs.read")
-    return service.get_recommendation(ledger_of(request), rec_id).to_dict()
+    rec = service.get_recommendation(ledger_of(request), rec_id)
+    if who.scoped and not service.visible_to(rec, list(who.departments)):
+        raise Forbidden(f"recommendation {rec_id} covers spend outside department(s) {', '.join(who.departments)}")
+    return rec.to_dict()
 
 
 @router.post("/api/recommendations/{rec_id}/realized")
