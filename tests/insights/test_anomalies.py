@@ -89,6 +89,28 @@ def test_cli_and_api(spiky, clock, tmp_path):
     asyncio.run(calls())
 
 
+def test_the_scans_lean_sums_equal_grouped_costs_on_every_segment(spiky, clock):
+    """The scan (and the sunburst) sum only the measures they use; same plan, same exact figures."""
+    from tokenledger.insights.charts import measure_sums
+    from tokenledger.timeutil import to_us
+
+    end = to_us(clock.now) - 17 * 60 * 10**6 - 123  # raw, hourly and daily segments
+    start = end - 20 * 86_400 * 10**6 + 3_600 * 10**6 + 5
+    measures = ("cost_nanos", "requests", "input_tokens", "output_tokens")
+    for keys, where in (
+        (["day", "agent"], {}),
+        (["hour"], {"agent": ["planner"]}),
+        (["department", "model"], {}),
+        (["agent", "task"], {}),  # task: raw events only
+        ([], {"department": ["research", None]}),
+    ):
+        expected = {
+            r.keys: [int(r.measures[m]) for m in measures] for r in grouped_costs(spiky.store, keys, start, end, where)
+        }
+        assert measure_sums(spiky.store, keys, start, end, where, measures) == expected, keys
+        assert expected
+
+
 # -- synthetic series -------------------------------------------------------------------------------
 
 WEEKDAY = [1.0, 1.1, 1.05, 1.0, 0.95, 0.4, 0.35]  # Monday..Sunday volume

@@ -209,7 +209,14 @@ def cost_distribution(
     q1, q3 = pct(25), pct(75)
     fence = q3 + 3 * (q3 - q1)
     low, high = max(ordered[0], 1), max(ordered[-1], 1)
-    edges = [int(low * (high / low) ** (i / bins)) for i in range(bins + 1)] if high > low else [low, high + 1]
+    raw = [int(low * (high / low) ** (i / bins)) for i in range(bins + 1)] if high > low else [low, high + 1]
+    # Whole nano-dollar edges: drop the repeats the truncation makes at the cheap end (empty [a, a)
+    # bins), start at the cheapest request (zero-cost cache hits included) and end past the dearest.
+    edges = sorted(set(raw))
+    edges[0] = min(edges[0], ordered[0])
+    edges[-1] = max(edges[-1], ordered[-1] + 1)
+    if len(edges) < 2:
+        edges.append(edges[0] + 1)
     counts = [0] * (len(edges) - 1)
     for cost in ordered:
         index = next((i for i in range(len(edges) - 1) if cost < edges[i + 1]), len(edges) - 2)
@@ -350,8 +357,8 @@ def measure_sums(
     every = [*keys, *where]
     totals: dict[tuple[Any, ...], list[int]] = {}
     if _needs_raw(every):
-        for row in grouped_costs(store, list(keys), since_us, until_us, where):
-            totals[row.keys] = [int(row.measures[m]) for m in measures]
+        for cost_row in grouped_costs(store, list(keys), since_us, until_us, where):
+            totals[cost_row.keys] = [int(cost_row.measures[m]) for m in measures]
         return totals
     coarse = all(k in COARSE_DIMENSIONS or k in TIME_KEYS for k in every)
     with store.read() as conn:
@@ -375,6 +382,8 @@ def measure_sums(
             statement = select(*group, *sums).where(and_(*conditions))
             width = len(keys)
             for row in conn.execute(statement.group_by(*group) if group else statement):
+                if not group and not any(row):
+                    continue  # an empty segment's SUMs
                 key = tuple(None if v == "" else v for v in row[:width])
                 acc = totals.get(key)
                 if acc is None:
