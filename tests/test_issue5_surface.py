@@ -262,3 +262,18 @@ async def test_recommendation_detail_and_realized_savings_over_rest(db_url, tmp_
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_cost_histogram_bins_are_proper_and_hold_every_request(ledger, clock):
+    at = clock.now - timedelta(hours=1)
+    for tokens in (0, 0, 1, 2, 7, 1_000, 100_000, 3_000_000):  # gpt-4o-mini input: 150 nano-USD a token
+        ledger.record(provider="openai", model="gpt-4o-mini", input_tokens=tokens, timestamp=at)
+    result = charts.cost_distribution(ledger, since="1d", bins=30)
+    bins = result["histogram"]
+    assert all(Decimal(b["from_usd"]) < Decimal(b["to_usd"]) for b in bins)
+    assert all(Decimal(a["to_usd"]) == Decimal(b["from_usd"]) for a, b in zip(bins, bins[1:], strict=False))
+    assert Decimal(bins[0]["from_usd"]) == 0 and Decimal(bins[-1]["to_usd"]) > Decimal("0.45")
+    assert sum(b["requests"] for b in bins) == result["requests"] == 8
+    for cost in (0, Decimal("0.00000015"), Decimal("0.45")):  # each request sits in the bin whose range holds it
+        (home,) = [b for b in bins if Decimal(b["from_usd"]) <= cost < Decimal(b["to_usd"])]
+        assert home["requests"] >= 1
