@@ -312,14 +312,16 @@ def test_three_levels_render_cleanly(browser, site):
     if SCREENSHOTS:
         page.screenshot(path=f"{SCREENSHOTS}/fleet.png", full_page=True)
     before = page.evaluate("Number(document.body.dataset.loaded)")
-    page.select_option("#f-department", ["research"])
+    page.select_option("#f-department", ["engineering"])
     wait_render(page, before)
-    assert page.locator("#crumbs").inner_text().startswith("Fleet › research")
+    assert page.locator("#crumbs").inner_text().startswith("Fleet › engineering")
     if SCREENSHOTS:
         page.screenshot(path=f"{SCREENSHOTS}/department.png", full_page=True)
     before = page.evaluate("Number(document.body.dataset.loaded)")
-    agent = page.locator("#agents-table tbody tr").first.locator("td").first.inner_text()
-    page.locator("#agents-table tbody tr").first.click()
+    # a demo agent with trace context (the synthetic runaway loop has none)
+    row = next(r for r in page.locator("#agents-table tbody tr").all() if "researcher-1" not in r.inner_text())
+    agent = row.locator("td").first.inner_text()
+    row.click()
     wait_render(page, before)
     page.wait_for_selector("#agent-requests tbody tr")
     assert page.locator("#agent-title").inner_text() == f"Agent {agent}"

@@ -267,6 +267,10 @@ async function sankey() {
   } catch (error) { chartError("c-sankey", error); }
 }
 
+function shortId(id) {
+  return id ? `<code title="${esc(id)}">${esc(String(id).slice(0, 12))}${String(id).length > 12 ? "…" : ""}</code>` : "–";
+}
+
 async function agentDetail() {
   document.getElementById("agent-title").textContent = "Agent " + state.agent;
   await waterfall("c-agent-waterfall", { agent: state.agent });
@@ -274,9 +278,9 @@ async function agentDetail() {
   try {
     const rows = await api("/api/requests", { ...rangeParams(), where: whereParams({ agent: state.agent }), limit: 25 });
     table(el, [
-      { key: "timestamp", label: "Time" }, { key: "model", label: "Model" }, { key: "operation", label: "Operation" },
+      { key: "timestamp", label: "Time (UTC)", html: (r) => esc(String(r.timestamp || "").slice(0, 19).replace("T", " ")) }, { key: "model", label: "Model" }, { key: "operation", label: "Operation" },
       { key: "input_tokens", label: "In", num: true }, { key: "output_tokens", label: "Out", num: true },
-      { key: "cost_usd", label: "Cost", money: true, num: true }, { key: "trace_id", label: "Trace" }, { key: "request_id", label: "Request" },
+      { key: "cost_usd", label: "Cost", money: true, num: true }, { key: "trace_id", label: "Trace", html: (r) => shortId(r.trace_id) }, { key: "request_id", label: "Request", html: (r) => shortId(r.request_id) },
     ], rows);
   } catch (error) { setState(el, "Could not load requests: " + error.message, true); }
 }

@@ -22,7 +22,8 @@ function inView(a) {
   const scope = a.scope || {};
   if (state.agent) return scope.agent === state.agent;
   if (state.agent_ids.length && scope.agent && !state.agent_ids.includes(scope.agent)) return false;
-  if (state.department.length) return !scope.department || state.department.includes(scope.department) || !!scope.agent;
+  // a department view shows that department's anomalies (and its agents'), not the fleet's
+  if (state.department.length) return state.department.includes(a.department || scope.department);
   return true;
 }
 
