@@ -202,17 +202,17 @@ def model_matrix(
     }
     frontier = frontiers.get("chat", [])
     on = {i for found in frontiers.values() for i in found}
-    for i, row in enumerate(models):
-        row["pareto"] = i in on
-        del row["_x"], row["_y"]
+    for i, item in enumerate(models):
+        item["pareto"] = i in on
+        del item["_x"], item["_y"]
     return {
         "since": start.isoformat(),
         "until": end.isoformat(),
         "x": x,
         "models": models,
-        "frontier": [{"provider": models[i]["provider"], "model": models[i]["model"]} for i in frontier],
+        "frontier": [{"provider": models[int(i)]["provider"], "model": models[int(i)]["model"]} for i in frontier],  # type: ignore[call-overload]
         "frontiers": {
-            kind: [{"provider": models[i]["provider"], "model": models[i]["model"]} for i in found]
+            kind: [{"provider": models[int(i)]["provider"], "model": models[int(i)]["model"]} for i in found]  # type: ignore[call-overload]
             for kind, found in frontiers.items()
         },
     }
@@ -252,8 +252,8 @@ def provider_matrix(
         requests = p["requests"]
         if not requests:
             continue
-        acc = weighted.get(name)
-        quality = (acc[0] / acc[1]).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN) if acc and acc[1] else None
+        sums = weighted.get(name)
+        quality = (sums[0] / sums[1]).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN) if sums and sums[1] else None
         error = Decimal(p["error_rate_pct"]) if p["error_rate_pct"] is not None else Decimal(0)
         mix = families.get(name, {})
         providers.append(
@@ -284,15 +284,15 @@ def provider_matrix(
     frontier = pareto_frontier(points, maximize_y=y == "quality")  # type: ignore[arg-type]
     median_x = _median([p[1] for p in points])
     median_y = _median([p[2] for p in points])
-    for row in providers:
-        row["pareto"] = row["provider"] in frontier
-        value = y_value(row)
-        if value is None or row["cost_per_request_usd"] is None or median_x is None or median_y is None:
-            row["quadrant"] = None
+    for item in providers:
+        item["pareto"] = item["provider"] in frontier
+        value = y_value(item)
+        if value is None or item["cost_per_request_usd"] is None or median_x is None or median_y is None:
+            item["quadrant"] = None
             continue
-        cheap = Decimal(row["cost_per_request_usd"]) <= median_x
+        cheap = Decimal(item["cost_per_request_usd"]) <= median_x
         good = value >= median_y if y == "quality" else value <= median_y
-        row["quadrant"] = {(True, True): "optimal", (False, True): "premium", (True, False): "budget"}.get(
+        item["quadrant"] = {(True, True): "optimal", (False, True): "premium", (True, False): "budget"}.get(
             (cheap, good), "avoid"
         )
     return {

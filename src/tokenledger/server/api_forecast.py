@@ -25,11 +25,11 @@ router = APIRouter(tags=["insights"])
 #: most this many seconds, so the dashboard's forecast panels do not refit on every page load; a
 #: re-price without new events shows after the TTL.
 CACHE_TTL_S = 60.0
-_cache: dict[tuple[Any, ...], tuple[float, int, dict[str, Any]]] = {}
+_cache: dict[tuple[Any, ...], tuple[float, int, dict[Any, Any]]] = {}
 _cache_lock = threading.Lock()
 
 
-def _cached_forecasts(ledger: Any, level: str, horizon: int, where: dict[str, list[str | None]]) -> dict[str, Any]:
+def _cached_forecasts(ledger: Any, level: str, horizon: int, where: dict[str, list[str | None]]) -> dict[Any, Any]:
     ledger.flush()
     with ledger.store.read() as conn:
         latest = int(conn.execute(select(func.max(events.c.id))).scalar() or 0)
