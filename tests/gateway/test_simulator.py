@@ -482,3 +482,43 @@ def test_app_options_are_validated():
         create_simulator_app(latency_ms=-1)
     with pytest.raises(ValueError):
         create_simulator_app(chunk_tokens=0)
+
+
+def test_the_cli_serves_the_simulator(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cli = Path(sys.executable).parent / "tokenledger"
+    env = {**os.environ, "SIM_TEST_KEY": "sk-cli"}
+    argv = [str(cli), "simulator", "--port", str(port), "--api-key-env", "SIM_TEST_KEY", "--chunk-tokens", "2"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/v1/models", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                assert time.monotonic() < deadline, "the simulator did not start"
+                time.sleep(0.1)
+        with openai.OpenAI(base_url=f"{base}/v1", api_key="sk-cli", max_retries=0) as client:
+            chunks = list(client.chat.completions.create(**CHAT, stream=True, stream_options={"include_usage": True}))
+            assert _strip_none(chunks[-1].usage.model_dump()) == simulated_usage("chat", CHAT)
+            content_chunks = [c for c in chunks if c.choices and c.choices[0].delta.content]
+            assert len(content_chunks) == -(-chunks[-1].usage.completion_tokens // 2)  # --chunk-tokens 2
+        with openai.OpenAI(base_url=f"{base}/v1", api_key="wrong", max_retries=0) as client:
+            with pytest.raises(openai.AuthenticationError):
+                client.models.list()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
