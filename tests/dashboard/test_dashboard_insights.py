@@ -275,6 +275,8 @@ def test_apply_a_recommendation_as_a_gateway_policy(browser, site):
              "output_cap": "max_output_tokens"}  # fmt: skip
     assert made and made[0]["kind"] == kinds[rec["kind"]]
     page.wait_for_selector("#policies-panel:not(.hidden) #policies tbody tr")
+    # the recommendation now names its policy instead of offering to apply it again
+    page.wait_for_selector(f'#leaderboard [data-policy="{made[0]["id"]}"]')
     assert errors == []
     page.close()
 

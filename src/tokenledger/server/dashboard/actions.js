@@ -6,7 +6,11 @@
 import { api, can, dialog, download, esc, hooks, money, setState, state, table, toast } from "./core.js";
 
 const $ = (id) => document.getElementById(id);
-const available = { gateway: null };
+const available = { gateway: null, applied: new Map() };
+
+function remember(policies) {
+  available.applied = new Map((policies || []).filter((p) => p.recommendation_id).map((p) => [p.recommendation_id, p.id]));
+}
 
 // ---------------------------------------------------------------------------------------------
 // A3.10 export a report
@@ -203,12 +207,13 @@ function probeGateway() {
 
 async function probe() {
   if (available.gateway !== null) return;
-  try { await api("/api/gateway/policies"); available.gateway = true; }
+  try { remember((await api("/api/gateway/policies")).policies); available.gateway = true; }
   catch (error) { available.gateway = error.status === 404 ? false : error.status === 403 ? true : false; }
 }
 
 export function applyButton(rec) {
   if (["declined", "implemented"].includes(rec.status)) return "";
+  if (available.applied.has(rec.id)) return `<span class="tag good" data-policy="${available.applied.get(rec.id)}">gateway policy #${available.applied.get(rec.id)}</span>`;
   const policy = POLICY[rec.kind] && available.gateway && can("gateway.write");
   return `<button data-apply="${rec.id}" class="${policy ? "action" : ""}">${policy ? "Apply in gateway" : "Savings & steps"}</button>`;
 }
@@ -236,6 +241,7 @@ function applyRecommendation(rec) {
     try { params = JSON.parse(v.params); } catch (error) { throw new Error("parameters: not valid JSON (" + error.message + ")"); }
     const scope = v.scope ? Object.fromEntries([v.scope.split("=")]) : {};
     const made = await api("/api/gateway/policies", {}, { method: "POST", body: { kind: policy.kind, scope, params, recommendation_id: rec.id, note: v.note } });
+    available.applied.set(rec.id, made.id);
     toast(`Gateway policy #${made.id} (${made.kind}) is active; running gateways pick it up within seconds.`);
   }, { okLabel: "Create policy", intro: steps });
 }
@@ -250,6 +256,7 @@ async function policies() {
   try {
     const data = await api("/api/gateway/policies");
     const rows = data.policies || [];
+    remember(rows);
     table(el, [{ key: "id", label: "#", num: true }, { key: "kind", label: "Policy" },
       { key: "scope", label: "Scope", html: (p) => esc(Object.entries(p.scope || {}).map(([k, v]) => `${k}=${v}`).join(", ") || "fleet") },
       { key: "params", label: "Parameters", html: (p) => `<code>${esc(JSON.stringify(p.params))}</code>` },
