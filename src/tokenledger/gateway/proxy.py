@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -107,7 +108,7 @@ class Gateway:
         self.pools: dict[str, UpstreamPool] = {}
         self._transports = transports or {}
         self.caching = ResponseCaching(config.cache, exact=exact_cache, semantic=semantic_cache)
-        self._rate: dict[str, list[int]] = {}
+        self._rate: dict[str, list[float]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refresher: asyncio.Task[Any] | None = None
         self._started = False
@@ -270,20 +271,23 @@ class Gateway:
         limit = key.rate_limit_rpm
         if not limit:
             return
-        now = time.time()
-        minute = int(now // 60)
+        # A token bucket per key: up to ``limit`` at once, refilled at limit/60 per second (no
+        # double burst at a minute boundary, as a fixed window would allow).
+        now = time.monotonic()
         slot = self._rate.get(key.key_id)
-        if slot is None or slot[0] != minute:
-            slot = self._rate[key.key_id] = [minute, 0]
-        if slot[1] >= limit:
-            retry = max(1, int(60 - now % 60))
+        if slot is None:
+            slot = self._rate[key.key_id] = [float(limit), now]
+        slot[0] = min(float(limit), slot[0] + (now - slot[1]) * limit / 60)
+        slot[1] = now
+        if slot[0] < 1:
+            retry = max(1, math.ceil((1 - slot[0]) * 60 / limit))
             raise GatewayError(
                 429,
                 "rate_limit_exceeded",
                 f"virtual key {key.key_id} is limited to {limit} requests per minute; retry in {retry}s",
                 headers={"retry-after": str(retry)},
             )
-        slot[1] += 1
+        slot[0] -= 1
 
     async def _read_body(self, call: Call, receive: Receive) -> None:
         limit = self.config.limits.max_body_bytes
