@@ -208,3 +208,26 @@ def test_a_client_that_hangs_up_mid_stream_is_charged_what_was_reported(gw_ledge
     assert event["output_tokens"] == 1 and event["input_tokens"] > 0
     assert _spent(gw_ledger, "research") == (event["cost_nanos"], 0)
     assert sorted(_reservation_states(gw_ledger)) == ["committed", "released"]
+
+
+def test_an_unreachable_upstream_is_502_and_charges_nothing(gw_ledger, simulator, virtual_key):
+    from .gateway_support import free_port
+
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    config = config_for(
+        simulator,
+        upstreams={"openai": {"kind": "openai", "base_url": down, "api_key_env": "TL_TEST_OPENAI_KEY"}},
+    )
+    running = serve_gateway(gw_ledger, config)
+    try:
+        _budget(gw_ledger, running, name="research", amount="100", action="block")
+        with openai.OpenAI(base_url=running.openai_base_url, api_key=virtual_key, max_retries=0) as client:
+            with pytest.raises(openai.APIStatusError) as failed:
+                client.chat.completions.create(**CHAT)
+        assert failed.value.status_code == 502 and "upstream 'openai'" in failed.value.message
+        running.settle()
+        assert gateway_events(gw_ledger) == []
+        assert _spent(gw_ledger, "research") == (0, 0)
+        assert _reservation_states(gw_ledger) == ["released"]
+    finally:
+        running.stop()
