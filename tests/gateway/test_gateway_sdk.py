@@ -142,3 +142,15 @@ def test_upstream_never_sees_the_virtual_key(running, virtual_key, simulator):
     headers = simulator.requests[-1]["headers"]
     assert headers["authorization"] == "Bearer sk-upstream-secret"
     assert virtual_key not in str(headers)
+
+
+def test_a_stream_ends_with_its_cost_as_an_sse_comment(running, virtual_key, gw_ledger):
+    body = {**CHAT, "stream": True}
+    headers = {"authorization": f"Bearer {virtual_key}"}
+    with httpx.stream("POST", f"{running.openai_base_url}/chat/completions", json=body, headers=headers) as response:
+        text = response.read().decode()
+    comment = [line for line in text.splitlines() if line.startswith(": x-tokenledger-cost-usd ")]
+    running.settle()
+    [event] = gateway_events(gw_ledger)
+    assert comment == [f": x-tokenledger-cost-usd {usd(event['cost_nanos']):.9f}"]
+    assert event["cost_nanos"] == expected_nanos(gw_ledger, "chat", body, "openai", "gpt-4o")

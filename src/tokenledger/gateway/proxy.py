@@ -678,14 +678,21 @@ class Gateway:
         outcome: str | None = None
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
 
+        finished: UsageEvent | None = None
+
         async def pump(cancel: anyio.CancelScope) -> None:
-            nonlocal outcome
+            nonlocal outcome, finished
             try:
                 async for chunk in response.aiter_raw():
                     out = meter.feed(chunk)
                     if out:
                         await send({"type": "http.response.body", "body": out, "more_body": True})
                 rest = meter.flush()
+                usage = meter.usage
+                if usage is not None and (finished := self._event(call, usage)) is not None:
+                    # The cost as an SSE comment: clients and SDKs ignore comment lines by spec.
+                    cost = self.ledger.pricer.price(finished).total_nanos
+                    rest += b": x-tokenledger-cost-usd " + format_usd(cost).encode() + b"\n\n"
                 await send({"type": "http.response.body", "body": rest, "more_body": False})
             except UpstreamError:
                 outcome = "upstream_broke_off"
@@ -710,17 +717,20 @@ class Gateway:
         finally:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
-                await self._account_stream(call, meter, outcome)
+                await self._account_stream(call, meter, outcome, None if outcome else finished)
         if outcome == "upstream_broke_off":
             # End the client's response the way the upstream ended ours: abruptly.
             raise ClientGone()
 
-    async def _account_stream(self, call: Call, meter: StreamMeter, outcome: str | None) -> None:
+    async def _account_stream(
+        self, call: Call, meter: StreamMeter, outcome: str | None, event: UsageEvent | None = None
+    ) -> None:
         usage = meter.usage
         if usage is None:
             await self._release(call)
             return
-        event = self._event(call, usage, status="error" if outcome else "success", outcome=outcome)
+        if event is None:
+            event = self._event(call, usage, status="error" if outcome else "success", outcome=outcome)
         if event is None:
             await self._release(call)
             return
