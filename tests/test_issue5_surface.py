@@ -114,6 +114,8 @@ COMMANDS = [
     *[["chart", name, "--since", SINCE, "--until", UNTIL] for name in ("trend", "providers", "distribution", "agents")],
     *[["chart", name, "--since", SINCE, "--until", UNTIL] for name in ("sunburst", "sankey", "waterfall", "models")],
     ["chart", "provider-matrix", "--since", SINCE, "--until", UNTIL],
+    ["whatif", "provider-shift", "--to-provider", "azure", "--share-pct", "50"],
+    ["whatif", "pricing", "--used-only", "--requests-per-month", "1000", "--input-tokens", "100"],
 ]
 
 
@@ -204,6 +206,14 @@ def test_chart_cli_equals_the_library_and_sunburst_leaves_sum_to_the_total(fleet
             got = json.loads(run(fleet, "chart", name, "--since", SINCE, "--until", UNTIL, "--format", "json"))
             assert got == expected, name
         total = charts.sunburst(ledger, since=SINCE, until=UNTIL)["total_usd"]
+        shift = matrix.provider_shift(
+            ledger, to_provider="openai", to_model="gpt-4o-mini", from_provider="openai", share_pct="50",
+            since=SINCE, until=UNTIL, where={},
+        )  # fmt: skip
+    shift_args = ["--to-provider", "openai", "--to-model", "gpt-4o-mini", "--from-provider", "openai"]
+    got = run(fleet, "whatif", "provider-shift", *shift_args, "--share-pct", "50", "--since", SINCE, "--until", UNTIL,
+              "--format", "json")  # fmt: skip
+    assert json.loads(got) == json.loads(json.dumps(shift, default=str))
     leaves = csv.DictReader(
         io.StringIO(run(fleet, "chart", "sunburst", "--since", SINCE, "--until", UNTIL, "--format", "csv"))
     )

@@ -222,6 +222,7 @@ def _weights(text: str | None) -> dict[str | None, str] | None:
 
 def register(app: typer.Typer) -> None:
     register_charts(app)
+    app.add_typer(whatif_app, name="whatif")
     app.add_typer(roi_app, name="roi")
     app.add_typer(experiments_app, name="experiments")
 
@@ -464,3 +465,91 @@ def register_charts(app: typer.Typer) -> None:
         emit(rows, output, columns=columns, title=f"Chart {name}, {data['since'][:10]} .. {data['until'][:10]}")
         if footer and output == OutputFormat.table:
             console.print(footer, highlight=False)
+
+
+# -- what-if: provider shift (3.6) and the pricing table with TCO (3.17) -------------------------------
+
+whatif_app = typer.Typer(help="What-if estimates priced by the pricing engine.", no_args_is_help=True)
+
+
+@whatif_app.command("provider-shift")
+def whatif_provider_shift(
+    ctx: typer.Context,
+    to_provider: str = typer.Option(..., "--to-provider", help="Provider the traffic would move to."),
+    share_pct: str = typer.Option("100", "--share-pct", help="Share of the scope's traffic moved, %."),
+    to_model: str = typer.Option(None, "--to-model", help="Target model (default: the same model there)."),
+    from_provider: str = typer.Option(None, "--from-provider", help="Move only this provider's traffic."),
+    since: str = typer.Option("30d", "--since"),
+    until: str = typer.Option(None, "--until"),
+    where: list[str] = typer.Option([], "--where", help="Filter key=value (repeatable; a,b for either)."),
+    output: OutputFormat = typer.Option(OutputFormat.table, "--format"),
+) -> None:
+    """What the scope would have cost with X% of its traffic on another provider (its real token mix)."""
+    from ..insights import matrix
+    from ..store.query import validate_keys
+    from .costs import parse_where
+
+    with handle_errors():
+        filters = parse_where(where)
+        validate_keys(list(filters), what="where")
+    with open_ledger(ctx) as ledger, handle_errors():
+        result = matrix.provider_shift(
+            ledger,
+            to_provider=to_provider,
+            share_pct=share_pct,
+            to_model=to_model,
+            from_provider=from_provider,
+            since=since,
+            until=until,
+            where=filters,
+        )
+    if output == OutputFormat.json:
+        _json(result)
+        return
+    columns = ("provider", "model", "target_model", "requests", "moved_requests", "cost_usd", "moved_current_usd",
+               "moved_target_usd", "savings_usd", "reason")  # fmt: skip
+    emit(result["groups"], output, columns=columns, title=f"{share_pct}% of the traffic to {to_provider}")
+    if output == OutputFormat.table:
+        console.print(
+            f"Current {result['current_usd']} USD -> projected {result['projected_usd']} USD: "
+            f"saves {result['savings_usd']} USD ({result['savings_pct']}%)",
+            highlight=False,
+        )
+
+
+@whatif_app.command("pricing")
+def whatif_pricing(
+    ctx: typer.Context,
+    provider: list[str] = typer.Option([], "--provider", help="Providers to list (repeatable)."),
+    search: str = typer.Option(None, "--search", help="Search provider/model."),
+    used_only: bool = typer.Option(False, "--used-only", help="Only models used in the last 90 days."),
+    requests_per_month: str = typer.Option(None, "--requests-per-month", help="TCO profile: requests per month."),
+    input_tokens: str = typer.Option("0", "--input-tokens", help="TCO profile: input tokens per request."),
+    output_tokens: str = typer.Option("0", "--output-tokens", help="TCO profile: output tokens per request."),
+    cache_hit_pct: str = typer.Option("0", "--cache-hit-pct", help="TCO profile: % of input read from the cache."),
+    limit: int = typer.Option(500, "--limit", min=1, max=5000),
+    output: OutputFormat = typer.Option(OutputFormat.table, "--format"),
+) -> None:
+    """Model prices per 1M tokens and context window; with a usage profile, each model's monthly TCO."""
+    from ..insights import matrix
+
+    profile = None
+    if requests_per_month is not None:
+        profile = {
+            "requests_per_month": requests_per_month,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cache_hit_pct": cache_hit_pct,
+        }
+    with open_ledger(ctx) as ledger, handle_errors():
+        result = matrix.pricing_table(
+            ledger, providers=provider or None, search=search, used_only=used_only, profile=profile, limit=limit
+        )
+    if output == OutputFormat.json:
+        _json(result)
+        return
+    columns = ["provider", "model", "input_per_1m_usd", "cached_input_per_1m_usd", "output_per_1m_usd",
+               "context_window", "requests_90d"]  # fmt: skip
+    if profile is not None:
+        columns += ["tco_monthly_usd", "best_value"]
+    emit(result["models"], output, columns=columns, title="Model pricing (USD per 1M tokens)")
