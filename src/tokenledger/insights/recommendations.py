@@ -717,9 +717,7 @@ def visible_to(rec: Recommendation, departments: Sequence[str | None] | None) ->
     is in those departments. Recommendations stored before departments were recorded are not shown."""
     if departments is None:
         return True
-    mine = rec.scope.get("departments")
-    if not mine and rec.scope.get("department"):
-        mine = list(rec.scope["department"])
+    mine: list[Any] = list(rec.scope.get("departments") or rec.scope.get("department") or [])
     return bool(mine) and set(mine) <= set(departments)
 
 
