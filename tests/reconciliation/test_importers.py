@@ -178,6 +178,23 @@ def test_invoice_identical_rows_are_two_lines_and_the_token_type_can_come_from_t
     )
 
 
+def test_an_amount_too_large_to_store_is_a_rejected_line_not_a_failed_import(recon_ledger):
+    csv_text = (
+        "date,provider,model,amount\n"
+        "2026-10-14,openai,gpt-4o,1.5\n"
+        "2026-10-14,openai,gpt-4o,1e30\n"  # was a decimal.InvalidOperation: the whole import failed (a 500)
+        "2026-10-14,openai,gpt-4o-mini,-99999999999\n"  # nanos past the 64-bit column
+        "2026-10-14,openai,o3,1000000000\n"
+    )
+    result = import_for_ledger(recon_ledger, "invoice-csv", csv_text.encode())
+    assert (result.inserted, result.rejected, result.cost_nanos) == (2, 2, 1_000_000_001_500_000_000)
+    assert [(r["location"], "out of range" in r["reason"]) for r in result.rejections] == [
+        ("body:3", True),
+        ("body:4", True),
+    ]
+    assert sorted(r.cost_nanos for r in _stored(recon_ledger)) == [1_500_000_000, 1_000_000_000_000_000_000]
+
+
 @pytest.mark.parametrize(
     ("kind", "content", "message"),
     [

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidEvent, InvalidInput
+from ..usage import MAX_COST_USD
 from . import openai_usage
 from .openai_usage import _Bad, _result_event, _unix
 
@@ -126,7 +127,11 @@ def usd_amount(value: Any, name: str, *, currency: Any = "usd", scale: int = 0) 
         raise _Bad(f"{name}: {value!r} is not a decimal amount") from None
     if not amount.is_finite():
         raise _Bad(f"{name}: {value!r} is not a finite amount")
-    return amount.scaleb(-scale) if scale else amount
+    amount = amount.scaleb(-scale) if scale else amount
+    if abs(amount) > MAX_COST_USD:
+        # beyond it the nanos overflow the 64-bit column (and Decimal's 28 digits): reject the line
+        raise _Bad(f"{name}: {value!r} is out of range (at most {MAX_COST_USD} USD either way on one line)")
+    return amount
 
 
 def load_json(payload: Any, what: str) -> tuple[str, Any]:
