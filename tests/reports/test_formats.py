@@ -66,6 +66,11 @@ def test_department_and_cost_center_scope(known):
     by_cc = build_report(known, "2026-10", cost_centers=["CC-200"])
     assert by_cc.total_nanos == _department_nanos(known, "support")
     assert [r["cost_center"] for r in by_cc.chargeback] == ["CC-200"]
+    assert build_report(known, "2026-10", cost_centers=[" "]).total_nanos == october_total_nanos(
+        known
+    )  # blank: no filter
+    unattributed = build_report(known, "2026-10", departments=["(none)"])
+    assert unattributed.departments == (None,) and unattributed.total_nanos == 0
 
 
 def test_xlsx_sheets_formats_and_exact_totals(known):

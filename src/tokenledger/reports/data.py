@@ -234,12 +234,16 @@ def _breakdown(
 def _tuple_or_none(values: Sequence[str | None] | None, field_name: str) -> tuple[str | None, ...] | None:
     if values is None:
         return None
-    cleaned = []
+    cleaned: list[str | None] = []
     for value in values:
-        if value is not None and not isinstance(value, str):
+        if value is None:
+            cleaned.append(None)
+            continue
+        if not isinstance(value, str):
             raise InvalidInput(f"{field_name}: {value!r} is not a name")
-        text = value.strip() if isinstance(value, str) else None
-        cleaned.append(text or None)
+        text = value.strip()
+        if text:  # a blank filter is no filter; "(none)" asks for spend without this attribution
+            cleaned.append(None if text == "(none)" else text)
     if not cleaned:
         return None
     return tuple(dict.fromkeys(cleaned))
