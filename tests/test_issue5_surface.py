@@ -267,6 +267,11 @@ async def test_recommendation_detail_and_realized_savings_over_rest(db_url, tmp_
             assert Decimal(realized["realized_monthly_usd"]) > 0
             summary = (await client.get("/api/savings/summary", headers=headers)).json()
             assert summary["realized_monthly_usd"] == realized["realized_monthly_usd"]
+            # Anomaly scans take the CLI's --level too; a bad level is a 400 naming it.
+            scan = await client.post("/api/anomalies/scan", params={"since": "30d", "level": "fleet"}, headers=headers)
+            assert scan.status_code == 200 and all(a["level"] == "fleet" for a in scan.json()["anomalies"])
+            bad = await client.post("/api/anomalies/scan", params={"level": "planet"}, headers=headers)
+            assert bad.status_code == 400 and "level" in bad.json()["error"]["message"]
 
 
 @pytest.fixture

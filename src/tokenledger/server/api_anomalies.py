@@ -40,11 +40,13 @@ async def scan(
     request: Request,
     since: str = Query("90d"),
     granularity: str = Query("day", pattern="^(day|hour)$"),
+    level: list[str] = Query([], description="fleet, department, agent (repeatable); default all"),
     who: Principal = Depends(principal),
 ) -> dict[str, Any]:
     who.require("budgets.write")
     ledger = ledger_of(request)
-    found = await run_in_threadpool(service.scan, ledger, since=since, granularity=granularity)
+    levels = tuple(level) or service.LEVELS
+    found = await run_in_threadpool(service.scan, ledger, levels=levels, since=since, granularity=granularity)
     record_write(ledger, who, "anomalies.scanned", "anomaly", None, {"found": len(found)})
     return {"found": len(found), "anomalies": [a.to_dict() for a in found]}
 
