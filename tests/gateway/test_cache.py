@@ -611,6 +611,47 @@ async def test_semantic_near_duplicate_hits_and_unrelated_misses(semantic):
     assert await cache.lookup("tenant-a", "gpt-4o-mini", ask("Write a limerick about a cat in Peru")) is None
 
 
+async def test_semantic_cache_takes_any_store_with_the_protocol_methods(tmp_path, clock):
+    """A custom store implementing exactly SemanticStore is accepted (it was refused for lacking a
+    ``touch`` method the protocol does not have); one missing a protocol method is refused."""
+    from tokenledger.gateway.cache import HashingEmbedder, SemanticCache, SQLiteSemanticStore
+
+    inner = SQLiteSemanticStore(tmp_path / "custom.db")
+
+    class Custom:  # delegates each protocol method, and nothing else
+        def describe(self) -> str:
+            return "custom"
+
+        async def added_since(self, last_id):
+            return await inner.added_since(last_id)
+
+        async def value(self, entry_id, now):
+            return await inner.value(entry_id, now)
+
+        async def live_ids(self):
+            return await inner.live_ids()
+
+        async def add(self, partition, vector, value, expires_us, now, max_entries):
+            return await inner.add(partition, vector, value, expires_us, now, max_entries)
+
+        async def drop(self, entry_id):
+            await inner.drop(entry_id)
+
+        async def close(self):
+            await inner.close()
+
+    try:
+        cache = SemanticCache(HashingEmbedder(), Custom(), threshold=0.85, clock=clock)
+        await cache.put("tenant-a", "gpt-4o-mini", ask("Write a haiku about autumn leaves"), answer("Red leaves fall"))
+        hit = await cache.lookup("tenant-a", "gpt-4o-mini", ask("Write a haiku about the autumn leaves"))
+        assert hit is not None and hit[0] == answer("Red leaves fall")
+        del Custom.drop
+        with pytest.raises(InvalidInput, match="cannot store entries in a Custom"):
+            SemanticCache(HashingEmbedder(), Custom(), clock=clock)
+    finally:
+        inner.close_now()
+
+
 async def test_semantic_never_crosses_model_namespace_or_scope(semantic):
     cache = semantic(threshold=0.85)
     text = ask("Write a haiku about autumn leaves")

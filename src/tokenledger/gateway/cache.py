@@ -322,7 +322,86 @@ END;
 """
 
 
-class SQLiteExactCache:
+class _SQLiteFile:
+    """A cache's own SQLite file (WAL): reads on the caller's thread, writes on one background thread.
+
+    Shared by :class:`SQLiteExactCache` and :class:`~tokenledger.gateway.semantic_store.SQLiteSemanticStore`:
+    the schema is applied once, a reader connection (short busy timeout: a WAL reader does not wait
+    for writers) is used under a lock, and every write goes through a one-thread executor with its
+    own connection, so waiting for another process's write lock never blocks an event loop.
+    """
+
+    path: Path
+    busy_timeout_s: float
+
+    def _open(self, schema: str, label: str, thread_name: str, complain: Callable[[str, BaseException], None]) -> None:
+        self._complain = complain
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            setup = self._connect(self.busy_timeout_s)
+            try:
+                setup.execute("PRAGMA journal_mode=WAL")
+                setup.executescript(schema)
+            finally:
+                setup.close()
+        except sqlite3.DatabaseError as exc:
+            raise InvalidInput(f"{label} {self.path}: not a usable cache file ({exc})") from None
+        self._reader = self._connect(0.05)
+        self._read_lock = threading.Lock()
+        self._writer_conn: sqlite3.Connection | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
+        self._closed = False
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        """The writer's connection (background thread only)."""
+        if self._writer_conn is None:
+            self._writer_conn = self._connect(self.busy_timeout_s)
+        return self._writer_conn
+
+    def _background(self, work: Callable[..., None], *args: Any) -> None:
+        """Queue a write that nobody waits for; a failure is logged, never raised."""
+
+        def run() -> None:
+            try:
+                work(*args)
+            except sqlite3.Error as exc:
+                self._complain("background write", exc)
+
+        try:
+            self._writer.submit(run)
+        except RuntimeError:  # shut down
+            pass
+
+    def flush(self) -> None:
+        """Wait until queued background writes are done (tests, shutdown)."""
+        if not self._closed:
+            self._writer.submit(lambda: None).result()
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close_now)
+
+    def close_now(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        def close_writer() -> None:
+            if self._writer_conn is not None:
+                self._writer_conn.close()
+                self._writer_conn = None
+
+        self._writer.submit(close_writer)
+        self._writer.shutdown(wait=True)
+        with self._read_lock:
+            self._reader.close()
+
+
+class SQLiteExactCache(_SQLiteFile):
     """Exact cache in its own SQLite file (WAL), safe for several processes sharing the file.
 
     Bounds: ``max_bytes`` (sum of stored entry sizes) and/or ``max_entries``. A put that crosses a
@@ -360,28 +439,8 @@ class SQLiteExactCache:
         self.clock = clock
         self.touch_interval_us = int(touch_interval_s * 1_000_000)
         self.busy_timeout_s = busy_timeout_s
-        self._complain = _Complaints(f"SQLite cache {self.path}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            setup = self._connect(busy_timeout_s)
-            try:
-                setup.execute("PRAGMA journal_mode=WAL")
-                setup.executescript(_SQLITE_SCHEMA)
-            finally:
-                setup.close()
-        except sqlite3.DatabaseError as exc:
-            raise InvalidInput(f"SQLite cache {self.path}: not a usable cache file ({exc})") from None
-        self._reader = self._connect(0.05)
-        self._read_lock = threading.Lock()
-        self._writer_conn: sqlite3.Connection | None = None
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenledger-cache-writer")
         self._last_purge_us = 0
-        self._closed = False
-
-    def _connect(self, timeout: float) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
+        self._open(_SQLITE_SCHEMA, "SQLite cache", "tokenledger-cache-writer", _Complaints(f"SQLite cache {self.path}"))
 
     # ---- reads (caller's thread)
 
@@ -445,11 +504,6 @@ class SQLiteExactCache:
             return
         self._writer.submit(self._put_sync, key, value, now + ttl_s * 1_000_000, now).result()
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._writer_conn is None:
-            self._writer_conn = self._connect(self.busy_timeout_s)
-        return self._writer_conn
-
     def _put_sync(self, key: str, value: bytes, expires_us: int, now: int) -> None:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
@@ -510,18 +564,6 @@ class SQLiteExactCache:
             # Only if still expired: another process may have stored a fresh answer meanwhile.
             self._conn().execute("DELETE FROM cache_entries WHERE key = ? AND expires_us <= ?", (key, expired_before))
 
-    def _background(self, work: Callable[..., None], *args: Any) -> None:
-        def run() -> None:
-            try:
-                work(*args)
-            except sqlite3.Error as exc:
-                self._complain("background write", exc)
-
-        try:
-            self._writer.submit(run)
-        except RuntimeError:  # shut down
-            pass
-
     # ---- inspection and lifecycle
 
     def stats(self) -> dict[str, int]:
@@ -531,29 +573,6 @@ class SQLiteExactCache:
                 "SELECT bytes, entries FROM cache_totals WHERE id = 1"
             ).fetchone()
         return {"bytes": total_bytes, "entries": entries}
-
-    def flush(self) -> None:
-        """Wait until queued background writes are done (tests, shutdown)."""
-        if not self._closed:
-            self._writer.submit(lambda: None).result()
-
-    async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.close_now)
-
-    def close_now(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-
-        def close_writer() -> None:
-            if self._writer_conn is not None:
-                self._writer_conn.close()
-                self._writer_conn = None
-
-        self._writer.submit(close_writer)
-        self._writer.shutdown(wait=True)
-        with self._read_lock:
-            self._reader.close()
 
 
 # Bounded put for Redis: store, note the access time and size, and evict the least recently used
