@@ -39,7 +39,7 @@ from ..errors import InvalidEvent
 from .litellm_spend import _Bad as _TimeBad
 from .litellm_spend import _time
 from .openai_usage import _Bad, _count, _text
-from .provider_lines import buckets, load_json, make_line, usd_amount
+from .provider_lines import make_line, read_results, usd_amount
 
 __all__ = ["read_anthropic_usage", "read_anthropic_costs"]
 
@@ -165,30 +165,13 @@ def _cost_line(result: Any, start: datetime, end: datetime) -> dict[str, Any]:
     )
 
 
-def _read(
-    payload: Any, what: str, parse: Any, now: datetime | None
-) -> Iterator[tuple[str, dict[str, Any] | InvalidEvent]]:
-    name, decoded = load_json(payload, what)
-    for where, bucket in buckets(decoded, name, what, now=now, times=_rfc3339):
-        if isinstance(bucket, InvalidEvent):
-            yield where, bucket
-            continue
-        start, end, results = bucket
-        for r, result in enumerate(results):
-            location = f"{where}.results[{r}]"
-            try:
-                yield location, parse(result, start, end)
-            except _Bad as exc:
-                yield location, InvalidEvent(str(exc), location=location)
-
-
 def read_anthropic_usage(
     payload: Mapping[str, Any] | Sequence[Mapping[str, Any]] | str | Path | bytes,
     *,
     now: datetime | None = None,
 ) -> Iterator[tuple[str, dict[str, Any] | InvalidEvent]]:
     """Provider usage lines from Anthropic messages usage report pages, as ``(location, item)``."""
-    return _read(payload, "usage report", _usage_line, now)
+    return read_results(payload, "usage report", "usage report", _usage_line, now=now, times=_rfc3339)
 
 
 def read_anthropic_costs(
@@ -197,4 +180,4 @@ def read_anthropic_costs(
     now: datetime | None = None,
 ) -> Iterator[tuple[str, dict[str, Any] | InvalidEvent]]:
     """Provider cost lines from Anthropic cost report pages, as ``(location, item)``."""
-    return _read(payload, "cost report", _cost_line, now)
+    return read_results(payload, "cost report", "cost report", _cost_line, now=now, times=_rfc3339)

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import InvalidEvent
 from .openai_usage import _Bad, _text
-from .provider_lines import buckets, load_json, make_line, to_unix, usd_amount
+from .provider_lines import make_line, read_results, to_unix, usd_amount
 
 __all__ = ["read_openai_costs", "parse_line_item"]
 
@@ -102,15 +102,4 @@ def read_openai_costs(
     read like ``costs.json:data[0].results[2]``. Raises :class:`~tokenledger.errors.InvalidInput`
     when the payload is not a Costs API export.
     """
-    name, decoded = load_json(payload, "Costs API export")
-    for where, bucket in buckets(decoded, name, "Costs API", now=now):
-        if isinstance(bucket, InvalidEvent):
-            yield where, bucket
-            continue
-        start, end, results = bucket
-        for r, result in enumerate(results):
-            location = f"{where}.results[{r}]"
-            try:
-                yield location, _cost_line(result, start, end)
-            except _Bad as exc:
-                yield location, InvalidEvent(str(exc), location=location)
+    return read_results(payload, "Costs API export", "Costs API", _cost_line, now=now)

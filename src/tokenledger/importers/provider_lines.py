@@ -44,6 +44,7 @@ __all__ = [
     "load_json",
     "usd_amount",
     "read_openai_usage_lines",
+    "read_results",
 ]
 
 #: The export kinds ``tokenledger reconcile import --kind`` takes.
@@ -208,6 +209,55 @@ def buckets(
             yield where, (start, end, results)
 
 
+def read_results(
+    payload: Any,
+    export: str,
+    page: str,
+    parse: Callable[[Any, datetime, datetime], dict[str, Any]],
+    *,
+    now: datetime | None,
+    times: Callable[[Mapping[str, Any]], tuple[datetime, datetime]] = unix_times,
+) -> Iterator[tuple[str, dict[str, Any] | InvalidEvent]]:
+    """``(location, line | InvalidEvent)`` for every result of every bucket: ``parse(result, start, end)``
+    makes the line, a :class:`_Bad` it raises rejects that result alone. ``export`` and ``page`` name
+    the format in errors ("not a JSON {export}", "not a {page} page")."""
+    name, decoded = load_json(payload, export)
+    for where, bucket in buckets(decoded, name, page, now=now, times=times):
+        if isinstance(bucket, InvalidEvent):
+            yield where, bucket
+            continue
+        start, end, results = bucket
+        for r, result in enumerate(results):
+            location = f"{where}.results[{r}]"
+            try:
+                yield location, parse(result, start, end)
+            except _Bad as exc:
+                yield location, InvalidEvent(str(exc), location=location)
+
+
+def _usage_line(result: Any, start: datetime, end: datetime) -> dict[str, Any]:
+    """An OpenAI Usage API result read by the usage importer, kept as a provider line."""
+    event = _result_event(result, to_unix(start), to_unix(end))
+    tags = event["tags"]
+    return make_line(
+        kind="openai-usage",
+        provider="openai",
+        start=start,
+        end=end,
+        identity=[event["event_id"]],
+        has_usage=True,
+        model=event["model"],
+        project_id=event.get("project"),
+        api_key_id=tags.get("api_key_id"),
+        service_tier=event["service_tier"],
+        input_tokens=event["input_tokens"],
+        cache_read_tokens=event.get("cache_read_tokens", 0),
+        cache_write_tokens=event.get("cache_write_tokens", 0),
+        output_tokens=event["output_tokens"],
+        requests=openai_usage._count(result, "num_model_requests"),
+    )
+
+
 def read_openai_usage_lines(
     payload: Mapping[str, Any] | Sequence[Mapping[str, Any]] | str | Path | bytes,
     *,
@@ -219,35 +269,4 @@ def read_openai_usage_lines(
     rejections: a result without a model, an unsupported endpoint, a bad count), then kept as a
     provider line with its bucket, project, API key and request count instead of a metered event.
     """
-    name, decoded = load_json(payload, "Usage API export")
-    for where, bucket in buckets(decoded, name, "Usage API", now=now):
-        if isinstance(bucket, InvalidEvent):
-            yield where, bucket
-            continue
-        start, end, results = bucket
-        for r, result in enumerate(results):
-            location = f"{where}.results[{r}]"
-            try:
-                event = _result_event(result, to_unix(start), to_unix(end))
-                tags = event["tags"]
-                line = make_line(
-                    kind="openai-usage",
-                    provider="openai",
-                    start=start,
-                    end=end,
-                    identity=[event["event_id"]],
-                    has_usage=True,
-                    model=event["model"],
-                    project_id=event.get("project"),
-                    api_key_id=tags.get("api_key_id"),
-                    service_tier=event["service_tier"],
-                    input_tokens=event["input_tokens"],
-                    cache_read_tokens=event.get("cache_read_tokens", 0),
-                    cache_write_tokens=event.get("cache_write_tokens", 0),
-                    output_tokens=event["output_tokens"],
-                    requests=openai_usage._count(result, "num_model_requests"),
-                )
-            except _Bad as exc:
-                yield location, InvalidEvent(str(exc), location=location)
-                continue
-            yield location, line
+    return read_results(payload, "Usage API export", "Usage API", _usage_line, now=now)
