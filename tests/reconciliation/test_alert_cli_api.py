@@ -52,6 +52,7 @@ def test_drift_alert_fires_once_through_the_webhook(recon_ledger, receiver):
         ({}, "threshold_usd or threshold_percent"),
         ({"threshold_percent": 2.5}, "decimal string"),
         ({"threshold_usd": "5", "days": 0}, "days"),
+        ({"threshold_usd": "1e30"}, "at most 1000000000"),  # was accepted, then failed at every evaluation
         ({"threshold_usd": "5", "window": "1h"}, "not a reconciliation_drift rule parameter"),
     ],
 )

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from tokenledger.errors import InvalidInput
 from tokenledger.insights.reconciliation import import_for_ledger, key_maps, reconcile_ledger
 from tokenledger.money import usd_to_nanos
 
@@ -189,8 +190,10 @@ def test_a_wider_tolerance_turns_small_differences_into_matches(recon_ledger):
     mini = next(c for c in report.cells if c.model == "gpt-4o-mini")
     assert (mini.classification, mini.parts, mini.tolerance_nanos) == ("matched", {"matched": 30_000_000}, 40_000_000)
     assert sum(report.by_class().values()) == report.drift_nanos
-    with pytest.raises(Exception, match="tolerance_usd"):
+    with pytest.raises(InvalidInput, match="tolerance_usd: must be a non-negative"):
         reconcile_ledger(recon_ledger, since="7d", tolerance_usd="-1")
+    with pytest.raises(InvalidInput, match="tolerance_usd: '1e30' is more than"):  # was decimal.InvalidOperation
+        reconcile_ledger(recon_ledger, since="7d", tolerance_usd="1e30")
 
 
 def test_a_bill_without_usage_leaves_an_unexplained_remainder(recon_ledger):

@@ -59,7 +59,7 @@ from ..pricing.engine import PriceTable
 from ..store.schema import events, rollup_daily
 from ..store.store import DAY_US, Store
 from ..timeutil import floor_day, from_us, parse_range, to_us
-from ..usage import normalize_provider
+from ..usage import MAX_COST_USD, normalize_provider
 from .reconciliation_tables import provider_lines
 
 __all__ = [
@@ -592,6 +592,8 @@ def reconcile(
         raise InvalidInput(f"tolerance_usd: {tolerance_usd!r} is not a number") from None
     if not tolerance.is_finite() or tolerance < 0:
         raise InvalidInput("tolerance_usd: must be a non-negative amount")
+    if tolerance > MAX_COST_USD:  # past it the nanos overflow Decimal's 28 digits
+        raise InvalidInput(f"tolerance_usd: {tolerance_usd!r} is more than {MAX_COST_USD} USD per request")
     maps = dict(keys) if keys is not None else dict(DEFAULT_KEY_MAPS)
     start, end = parse_range(since, until, now=now)
     day0 = floor_day(start)
@@ -885,8 +887,8 @@ def validate_drift_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {"severity": validate_severity(params.get("severity") or "warning")}
     if params.get("threshold_usd") not in (None, ""):
         amount = parse_usd(params["threshold_usd"], field="threshold_usd")
-        if amount <= 0:
-            raise InvalidInput("threshold_usd: must be more than 0")
+        if not 0 < amount <= MAX_COST_USD:  # a larger one failed at each evaluation (nanos past 28 digits)
+            raise InvalidInput(f"threshold_usd: must be more than 0 and at most {MAX_COST_USD}")
         out["threshold_usd"] = str(amount)
     if params.get("threshold_percent") not in (None, ""):
         out["threshold_percent"] = _percent(params["threshold_percent"], "threshold_percent")
