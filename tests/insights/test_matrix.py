@@ -131,6 +131,20 @@ def test_tco_is_one_request_priced_by_the_engine_times_the_volume(ledger, clock)
         )
 
 
+def test_a_profile_too_costly_to_print_is_a_clear_error_not_a_500(ledger):
+    # each number within its bound (10^12), the product past what a decimal string of USD can hold:
+    # this raised decimal.InvalidOperation
+    huge = {"requests_per_month": 10**12, "input_tokens": 10**12, "output_tokens": 10**12}
+    with pytest.raises(InvalidInput, match="past 10\\^18 USD a year"):
+        matrix.tco(ledger, provider="openai", model="gpt-4o", **huge)
+    with pytest.raises(InvalidInput, match="past 10\\^18 USD a year"):
+        matrix.pricing_table(ledger, providers=["openai"], profile={**huge, "cache_hit_pct": 0}, limit=5)
+    large = matrix.tco(
+        ledger, provider="openai", model="gpt-4o", **{**huge, "input_tokens": 10**6, "output_tokens": 10**6}
+    )
+    assert Decimal(large["annual_usd"]) == Decimal(large["monthly_usd"]) * 12 > 10**13
+
+
 def test_pricing_table_rates_overrides_and_best_value(ledger, clock):
     table = matrix.pricing_table(ledger, providers=["openai"], search="gpt-4o")
     rows = {r["model"]: r for r in table["models"]}

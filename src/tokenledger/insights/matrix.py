@@ -366,6 +366,21 @@ def _profile(
     }
 
 
+# A year of the profile must print as a decimal string: 19 integer digits and 9 decimals fill the
+# 28 digits of Decimal's context. Past it format_usd raised decimal.InvalidOperation (a 500).
+_MAX_TCO_ANNUAL_NANOS = 10**27 - 1
+
+
+def _monthly_nanos(per_request: int, requests: int, where: str) -> int:
+    monthly = per_request * requests
+    if monthly * 12 > _MAX_TCO_ANNUAL_NANOS:
+        raise InvalidInput(
+            f"{where}: the profile costs {format_usd(per_request)} USD a request times {requests} requests a month, "
+            "past 10^18 USD a year: check requests_per_month and the tokens per request"
+        )
+    return monthly
+
+
 def tco(
     ledger: Ledger,
     *,
@@ -392,7 +407,7 @@ def tco(
         raise InvalidInput(
             f"tco: no price for {provider or 'any provider'}/{model}; add one with `tokenledger pricing set`"
         )
-    monthly = per_request * profile["requests"]
+    monthly = _monthly_nanos(per_request, profile["requests"], "tco")
     return {
         "provider": provider,
         "model": model,
@@ -485,7 +500,11 @@ def pricing_table(
             )
             per_request = _price_nanos(ledger, prov_arg, model, at, **tokens) if fits else None
             row["tco_per_request_usd"] = None if per_request is None else format_usd(per_request)
-            row["tco_monthly_usd"] = None if per_request is None else format_usd(per_request * tco_profile["requests"])
+            row["tco_monthly_usd"] = (
+                None
+                if per_request is None
+                else format_usd(_monthly_nanos(per_request, tco_profile["requests"], f"{provider}/{model}"))
+            )
             row["_tco"] = per_request
         rows.append(row)
         if len(rows) >= limit:
