@@ -208,7 +208,13 @@ function probeGateway() {
 async function probe() {
   if (available.gateway !== null) return;
   try { remember((await api("/api/gateway/policies")).policies); available.gateway = true; }
-  catch (error) { available.gateway = error.status === 404 ? false : error.status === 403 ? true : false; }
+  catch (error) {
+    // 404: no gateway on this server; 403: it exists, this key may not read it. Anything else is a
+    // failure to show (it used to hide the gateway silently for the rest of the session): asked again next render.
+    if (error.status === 404) available.gateway = false;
+    else if (error.status === 403) available.gateway = true;
+    else { probing = null; toast(`Gateway policies: ${error.message}`, "critical"); }
+  }
 }
 
 export function applyButton(rec) {
