@@ -122,7 +122,7 @@ async function total() {
         { name: "80%", type: "line", stack: "b80", data: w80, lineStyle: { opacity: 0 }, symbol: "none", areaStyle: { opacity: 0.22 } },
         { name: "actual", type: "line", data: [...actual, ...future.map(() => null)], symbol: "none",
           markLine: budget ? { symbol: "none", label: { formatter: `${budget.name} pace` },
-            data: [{ yAxis: Number(budget.limit_usd) / 30 }] } : undefined },
+            data: [{ yAxis: Number(budget.limit_usd) / periodDays(budget) }] } : undefined },
         { name: "forecast", type: "line", data: pad(f.points.map((p) => Number(p.mean_usd))), symbol: "none", lineStyle: { type: "dashed" } },
       ],
     }, true);
@@ -160,6 +160,11 @@ async function trend() {
       else if (p.seriesName && state.by !== "model") writeState({ [state.by]: state.by === "department" ? [p.seriesName.replace(/ \(.*$/, "")] : p.seriesName.replace(/ \(.*$/, "") });
     });
   } catch (error) { chartError("c-trend", error); }
+}
+
+function periodDays(budget) {
+  // The month's real length (28 to 31 days, a DST shift rounded away), not a fixed 30.
+  return Math.max(1, Math.round((Date.parse(budget.period_end) - Date.parse(budget.period_start)) / 86400000));
 }
 
 function changeLabel(series) {
