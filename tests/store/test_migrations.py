@@ -10,8 +10,8 @@ import tokenledger.alerts.tables  # noqa: F401
 import tokenledger.budgets.tables  # noqa: F401
 import tokenledger.gateway.tables  # noqa: F401
 import tokenledger.insights.anomaly_tables  # noqa: F401
-import tokenledger.insights.reconciliation_tables  # noqa: F401
 import tokenledger.insights.recommendation_tables  # noqa: F401
+import tokenledger.insights.reconciliation_tables  # noqa: F401
 import tokenledger.reports.tables  # noqa: F401
 from tokenledger.store.schema import metadata
 from tokenledger.store.store import Store

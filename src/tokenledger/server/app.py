@@ -169,8 +169,8 @@ def create_app(
         api_insights,
         api_manage,
         api_read,
-        api_reconcile,
         api_recommend,
+        api_reconcile,
         api_reports,
         stream,
     )

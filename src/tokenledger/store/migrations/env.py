@@ -7,8 +7,8 @@ import tokenledger.alerts.tables  # noqa: F401  (registers the alert tables on m
 import tokenledger.budgets.tables  # noqa: F401  (registers the budget tables on metadata)
 import tokenledger.gateway.tables  # noqa: F401  (registers the gateway tables on metadata)
 import tokenledger.insights.anomaly_tables  # noqa: F401  (registers the anomaly tables on metadata)
-import tokenledger.insights.reconciliation_tables  # noqa: F401  (registers the provider_lines table)
 import tokenledger.insights.recommendation_tables  # noqa: F401  (registers the recommendation tables)
+import tokenledger.insights.reconciliation_tables  # noqa: F401  (registers the provider_lines table)
 import tokenledger.reports.tables  # noqa: F401  (registers the scheduled report tables)
 from tokenledger.store.schema import metadata
 
