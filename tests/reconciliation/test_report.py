@@ -233,7 +233,7 @@ def test_keys_can_be_mapped_to_tags_or_ignored(recon_ledger):
     by_tag = key_maps({"openai": {"provider_key": "api_key_id", "ledger_key": "tag.api_key_id"}})
     report = reconcile_ledger(recon_ledger, since="7d", keys=by_tag)
     assert {c.key for c in report.cells if c.provider_has_usage and c.ledger_requests == 0} >= {"key_proj_shadow"}
-    with pytest.raises(Exception, match="provider_key"):
+    with pytest.raises(InvalidInput, match="provider_key"):
         key_maps({"openai": {"provider_key": "org"}})
 
 
