@@ -396,16 +396,19 @@ def _run_jobs(jobs: list[tuple[list[tuple[date, Decimal]], int, date]]) -> list[
     """Forecasts of ``jobs``, in order; many series are fitted in parallel processes.
 
     Fitting is CPU-bound Python (scipy's least squares driving statsmodels), so threads would
-    queue on the GIL. Workers are forked (they start in milliseconds with statsmodels already
-    imported, and never re-import the caller's ``__main__`` as spawned workers would); a forked
-    child only fits series and exits with ``os._exit``, never touching the parent's database
-    connections, and the one lock it uses is renewed at fork (see below). Each forecast is seeded
-    and deterministic, so the result is the same as sequential fitting.
+    queue on the GIL. Workers come from a fork server, not from a fork of the caller: the caller
+    is often a threaded server (uvicorn's thread pool, the ledger's writer thread), and forking a
+    threaded process can copy a lock another thread holds (logging, BLAS, a connection pool) into
+    the child, where nothing will ever release it. The fork server is a clean single-threaded
+    process started once, with this module (and statsmodels) preloaded, so workers still start in
+    milliseconds and never re-import the caller's ``__main__``. Each forecast is seeded and
+    deterministic, so the result is the same as sequential fitting.
     """
     workers = min(os.cpu_count() or 1, _MAX_WORKERS, len(jobs))
     if len(jobs) < PARALLEL_MIN_SERIES or workers < 2:
         return [_forecast_job(job) for job in jobs]
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         return list(pool.map(_forecast_job, jobs, chunksize=max(1, len(jobs) // (workers * 4))))
 
