@@ -9,7 +9,8 @@ Model choice, by the days of history (from the first day with spend to yesterday
 * under 14 days: no forecast, with the reason.
 
 Intervals come from simulated paths (Gaussian errors with the fitted residual spread; paths are
-clipped at zero, spend is never negative), so the interval of a *total* is the spread of summed
+clipped at zero, spend is never negative, and the mean carries the clipping's effect so it stays
+inside its band on sparse series), so the interval of a *total* is the spread of summed
 paths, not a sum of daily bounds. Every forecast carries a rolling-origin backtest on its own series
 (up to four origins a week apart, 30-day horizons when history allows): MAPE on the days with spend
 and the share of actual days inside the 80% and 95% intervals.
@@ -227,7 +228,14 @@ def _simulate(values: np.ndarray, seasonal: bool, horizon: int, paths: int, seed
         ).reshape(horizon, paths)
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(simulated))):
         raise ArithmeticError("the model diverged")
-    return np.clip(mean, 0, None), np.clip(simulated, 0, None)
+    clipped = np.clip(simulated, 0, None)
+    # Spend is never negative, so the forecast distribution is the clipped one, and its mean is
+    # above the model's mean wherever paths dip below zero (a small, sparse series). The model's
+    # exact mean plus the clipping's effect on the simulated paths: equal to the model's mean when
+    # nothing is clipped, and consistent with the bands (taken from the same clipped paths) when
+    # something is: a total's mean inside its own interval.
+    mean = mean + (clipped.mean(axis=1) - simulated.mean(axis=1))
+    return np.clip(mean, 0, None), clipped
 
 
 #: Backtest folds for forecast_many (see its docstring).
