@@ -155,6 +155,11 @@ def test_a_model_switch_is_found_with_its_model_and_hour_bounds(ledger, clock):
     assert spike.cause == "model_switch" and spike.causes[0]["dimension"] == {"model": "gpt-4o"}
     assert 0 < spike.score <= 1 and spike.impact_nanos > 0 and spike.impact_pct > 100
     assert spike.department == "ops"
+    # Money in the causes is a plain decimal string, also where the baseline is zero (a new model).
+    assert spike.causes[0]["baseline_usd"] == "0.000000000"
+    for cause in spike.causes:
+        for key in ("baseline_usd", "actual_usd"):
+            assert "E" not in cause[key] and Decimal(cause[key]) >= 0, cause
 
 
 # -- the demo fleet's injected spikes ---------------------------------------------------------------

@@ -81,7 +81,7 @@ import numpy as np
 from sqlalchemy import Connection, insert, select, update
 
 from ..errors import InvalidInput, NotFound
-from ..money import nanos_to_usd
+from ..money import format_usd, nanos_to_usd
 from ..store.query import grouped_costs
 from ..store.store import DAY_US, HOUR_US, Store
 from ..timeutil import from_us, parse_moment, to_us
@@ -627,6 +627,8 @@ def detect(
 
 @dataclass
 class _Slice:
+    # nano-USD as a float: baselines are averages of past weeks scaled by trend (estimates, shown
+    # rounded to the nano-dollar); the anomaly's own expected/actual/impact figures are integers.
     cost: float = 0.0
     requests: float = 0.0
     tokens: float = 0.0
@@ -708,8 +710,8 @@ def _whole_scope_cause(anomaly: Anomaly, now: _Slice, base: _Slice) -> dict[str,
         "cause": cause,
         "dimension": dict(anomaly.scope) or {"scope": "fleet"},
         "explained_share": 1.0,
-        "baseline_usd": str(nanos_to_usd(round(base.cost))),
-        "actual_usd": str(nanos_to_usd(round(now.cost))),
+        "baseline_usd": format_usd(round(base.cost)),
+        "actual_usd": format_usd(round(now.cost)),
         "requests_ratio": requests,
         "tokens_per_request_ratio": per_request,
     }
@@ -776,8 +778,8 @@ def explain(store: Store, anomaly: Anomaly, *, weeks: int = 4) -> list[dict[str,
                 "cause": _mechanism(dimension, share, slice_now, slice_base, total_now, total_base),
                 "dimension": {dimension: value},
                 "explained_share": round(share, 3),
-                "baseline_usd": str(nanos_to_usd(round(slice_base.cost))),
-                "actual_usd": str(nanos_to_usd(round(slice_now.cost))),
+                "baseline_usd": format_usd(round(slice_base.cost)),
+                "actual_usd": format_usd(round(slice_now.cost)),
                 "requests_ratio": _rounded_ratio(slice_now.requests, slice_base.requests),
                 "tokens_per_request_ratio": _rounded_ratio(
                     slice_now.tokens_per_request, (slice_base if slice_base.requests else total_base).tokens_per_request
