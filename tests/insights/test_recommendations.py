@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
 from tokenledger.errors import Conflict
 from tokenledger.insights import recommendations as service
+from tokenledger.money import usd_to_nanos
 from tokenledger.usage import parse_event
 
 
@@ -120,3 +122,96 @@ def test_recommendations_record_whose_spend_they_cover(ledger, clock):
     assert len(service.list_recommendations(ledger, departments=["research", "sales"])) == 2
     assert service.list_recommendations(ledger, departments=["hr"]) == []
     assert len(service.list_recommendations(ledger)) == 2
+
+
+# -- provider switch ----------------------------------------------------------------------------
+
+# Sellers of gpt-oss-120b in the catalog, each under its own id (vendor prefix, Fireworks path, Bedrock
+# version suffix): listed here by hand so the test does not reuse the detector's matching.
+GPT_OSS_SELLERS = {
+    "groq": "openai/gpt-oss-120b",
+    "openai": "gpt-oss-120b",
+    "openrouter": "openai/gpt-oss-120b",
+    "fireworks": "accounts/fireworks/models/gpt-oss-120b",
+    "together": "openai/gpt-oss-120b",
+    "baseten": "openai/gpt-oss-120b",
+    "novita": "openai/gpt-oss-120b",
+    "cerebras": "gpt-oss-120b",
+    "aws": "openai.gpt-oss-120b-1:0",
+}
+
+
+def _record_mix(ledger, at, provider, model, n=12, agent="triage"):
+    for i in range(n):
+        ledger.record(provider=provider, model=model, agent=agent, operation="classify",
+                      input_tokens=4_000 + 37 * i, output_tokens=300 + i, timestamp=at)  # fmt: skip
+
+
+def _repriced(ledger, at, provider, model, n=12) -> int:
+    return sum(
+        _independent_cost(
+            ledger, at, provider=provider, model=model, input_tokens=4_000 + 37 * i, output_tokens=300 + i
+        )
+        for i in range(n)
+    )
+
+
+def test_provider_switch_finds_the_same_open_weight_model_cheaper_elsewhere(ledger, clock):
+    at = clock.now - timedelta(hours=5)
+    _record_mix(ledger, at, "groq", "openai/gpt-oss-120b")
+    (found,) = service.scan(ledger, min_monthly_savings_usd="0", kinds=["provider_switch"])
+    assert found.kind == "provider_switch"
+    assert (found.scope["provider"], found.scope["model"]) == ("groq", "openai/gpt-oss-120b")
+    to_provider, to_model = found.scope["to_provider"], found.scope["to_model"]
+    # the alternative is the same catalog model under that provider's own id
+    resolved = ledger.pricer.catalog_model(to_provider, to_model)
+    assert not isinstance(resolved, str) and resolved[0].id == to_provider and "gpt-oss-120b" in resolved[1].id
+    # figures: current as recorded, optimized = the same real token mix re-priced there by the engine
+    assert found.current_nanos == _repriced(ledger, at, "groq", "openai/gpt-oss-120b")
+    assert found.optimized_nanos == _repriced(ledger, at, to_provider, to_model)
+    costs = {p: _repriced(ledger, at, p, m) for p, m in GPT_OSS_SELLERS.items()}
+    assert found.optimized_nanos == min(costs.values()) < costs["groq"]
+    assert found.savings_nanos == costs["groq"] - min(costs.values()) > 0
+    # ranked: the alternatives listed run from the cheapest up, all cheaper than today
+    listed = [usd_to_nanos(Decimal(a["optimized_cost_monthly_usd"])) for a in found.scope["alternatives"]]
+    assert listed == sorted(listed) and listed[0] == found.optimized_nanos and listed[-1] < found.current_nanos
+    assert found.scope["agents"] == ["triage"] and found.steps and found.rollback
+
+
+def test_provider_switch_ranks_scopes_by_savings(ledger, clock):
+    at = clock.now - timedelta(hours=5)
+    _record_mix(ledger, at, "groq", "openai/gpt-oss-120b", n=4, agent="small")
+    _record_mix(ledger, at, "fireworks", "accounts/fireworks/models/gpt-oss-120b", n=12, agent="big")
+    found = service.scan(ledger, min_monthly_savings_usd="0", kinds=["provider_switch"])
+    assert [r.scope["provider"] for r in found] == ["fireworks", "groq"]
+    assert found[0].savings_nanos > found[1].savings_nanos > 0
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [
+        ("openrouter", "meta-llama/llama-3.3-70b-instruct"),  # sold by many, openrouter is the cheapest
+        ("openai", "gpt-4o"),  # Azure and OpenRouter list it at the same price
+        ("anthropic", "claude-sonnet-4-5"),  # Azure, Google: same price
+    ],
+)
+def test_provider_switch_does_not_fire_when_no_provider_is_cheaper(ledger, clock, provider, model):
+    at = clock.now - timedelta(hours=5)
+    _record_mix(ledger, at, provider, model)
+    assert service.scan(ledger, min_monthly_savings_usd="0", kinds=["provider_switch"]) == []
+
+
+def test_provider_switch_matches_only_the_same_catalog_model(ledger):
+    # gpt-4o is resold by Azure (OpenAI's catalog entry itself) and OpenRouter (openai/gpt-4o) ...
+    targets = dict(service._switch_targets(ledger, "openai", "gpt-4o"))
+    assert targets.get("azure") == "gpt-4o" and targets.get("openrouter") == "openai/gpt-4o"
+    # ... never as gpt-4o-mini or a dated snapshot priced differently
+    for other, ref in targets.items():
+        resolved = ledger.pricer.catalog_model(other, ref)
+        assert not isinstance(resolved, str) and resolved[1].id.rsplit("/", 1)[-1] == "gpt-4o"
+    # Google's catalog match rule prices the name "claude-opus-4-1" as its claude-4-opus entry (Opus 4, a
+    # different model): matching names through other providers' rules would pair them; ids do not.
+    google = ledger.pricer.catalog_model("google", "claude-opus-4-1")
+    assert not isinstance(google, str) and google[1].id == "claude-4-opus"
+    opus = dict(service._switch_targets(ledger, "anthropic", "claude-opus-4-1"))
+    assert "google" not in opus and opus.get("azure") == "claude-opus-4-1"

@@ -12,12 +12,27 @@ Nothing is estimated from list prices or invented percentages. The kinds:
                      an exact-match response cache would not have sent them;
 ``batch``            standard-tier calls of non-interactive agents (no human user: none, or a
                      service account ``svc-...``) re-priced on the provider's batch tier;
-``provider_switch``  the same model offered by another provider in the catalog (Claude on AWS,
-                     Azure or Google as well as Anthropic), re-priced there;
+``provider_switch``  the same model offered by another provider in the catalog (an open-weight model
+                     such as gpt-oss-120b sold by Groq, Fireworks, Together, OpenRouter, Bedrock...;
+                     Claude on Azure or Google), the scope's calls re-priced there; the cheapest wins;
 ``prompt_trim``      an agent whose input tokens per request are several times its peers' (other
                      agents of the same operation), re-priced at the peers' median;
 ``output_cap``       an agent whose answers often run past the operation's fleet-wide 95th percentile
                      of output tokens, re-priced with ``max_tokens`` at that percentile.
+
+Provider switch, the matching rule: genai-prices lists each provider's models under that provider's
+own id (``openai/gpt-oss-120b`` on Groq, ``accounts/fireworks/models/gpt-oss-120b`` on Fireworks,
+``openai.gpt-oss-120b-1:0`` on Bedrock). A recorded call resolves to one catalog entry; a model of
+another provider is the same model only when (a) it is that very catalog entry (Azure lists OpenAI's
+and Anthropic's entries, Google Anthropic's), or (b) its id, normalized, equals the normalized id of
+that entry or of the recorded model name. Normalizing lower-cases, drops a path prefix up to the last
+``/`` and Bedrock's ``[region.]vendor.`` prefix and ``[-vN]:N`` version suffix; nothing else (dates,
+``-instruct``, ``-turbo``, ``:free``, sizes stay), so dated snapshots, quantized or free variants are
+not paired with the model. Other providers' match rules are *not* used to pair names: they are
+prefix/contains rules (Google prices ``claude-opus-4-1`` as its ``claude-4-opus``, a different model).
+The alternative is priced by ``ledger.pricer`` under a model id that resolves back to that entry on
+that provider (so overrides for it apply); zero-priced (free) offers and editor subscriptions
+(``NOT_SWITCH_TARGETS``) are not alternatives.
 
 Lifecycle: ``identified -> in_review -> approved -> implemented | declined``. Once implemented, the
 realized saving is measured from a 30-day window before ``implemented_us`` and the window after it
@@ -28,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +53,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from genai_prices import data_snapshot
+from genai_prices.types import ClauseEquals, ClauseOr
 from sqlalchemy import insert, select, update
 
 from ..errors import Conflict, InvalidInput, NotFound, TokenLedgerError
@@ -111,9 +128,16 @@ DEFAULT_MODEL_QUALITY: dict[str, Any] = json.loads(
 )
 
 # effort, risk per kind, and the measured window's normalisation for realized savings.
-#: Providers a workload can move to: the model's makers and the clouds reselling them pay-as-you-go
-#: (subscription products priced at 0 per token in the catalog are not alternatives).
+#: The makers and clouds shown as pay-as-you-go alternatives by the pricing matrix (insights.matrix).
 SWITCH_PROVIDERS = ("anthropic", "openai", "google", "aws", "azure", "mistral", "deepseek", "x-ai", "cohere")
+#: Catalog "providers" that are not general-purpose inference APIs a workload can move to: tools whose
+#: models are sold only inside an editor / assistant subscription.
+NOT_SWITCH_TARGETS = ("github-copilot", "cursor")
+_BEDROCK_PREFIX = re.compile(
+    r"^(?:(?:global|regional|us|us-gov|eu|apac|au|jp|ca)\.)?"
+    r"(?:anthropic|meta|mistral|openai|amazon|cohere|deepseek|qwen|ai21|writer|moonshot|minimax|google|nvidia)\."
+)
+_BEDROCK_VERSION = re.compile(r"(?:-v?\d+)?:\d+$")
 
 _EFFORT_RISK = {
     "model_downgrade": ("low", "medium"),
@@ -461,42 +485,98 @@ def _batch(ledger: Ledger, calls: list[_Call]) -> list[_Finding]:
     return found
 
 
+def _norm_model_id(model_id: str) -> str:
+    """A catalog model id without its reseller decoration: lower case, no path prefix (``meta-llama/``,
+    ``accounts/fireworks/models/``, ``@cf/meta/``), no Bedrock region/vendor prefix or version suffix."""
+    name = model_id.lower().rsplit("/", 1)[-1]
+    name = _BEDROCK_PREFIX.sub("", name)
+    return _BEDROCK_VERSION.sub("", name)
+
+
+def _match_refs(clause: Any) -> list[str]:
+    """The exact model refs (``equals`` clauses) a catalog match rule names, in order."""
+    if isinstance(clause, ClauseEquals):
+        return [clause.equals]
+    if isinstance(clause, ClauseOr):
+        return [ref for sub in clause.or_ for ref in _match_refs(sub)]
+    return []
+
+
+def _switch_targets(ledger: Ledger, provider: str, model: str) -> list[tuple[str, str]]:
+    """(provider, model ref) pairs that sell the very model ``provider``/``model`` resolves to.
+
+    The rule (no fuzzy matching): a catalog model of another provider is the same model when it is the
+    same catalog entry (Azure lists OpenAI's models, Google Anthropic's), or when its normalized id
+    (:func:`_norm_model_id`) equals the normalized id of the recorded model's catalog entry or of the
+    recorded model name itself. The ref returned resolves back to that entry on that provider, so the
+    pricing engine (and any price override for it) prices the alternative.
+    """
+    here = ledger.pricer.catalog_model(provider, model)
+    if isinstance(here, str):
+        return []
+    _, info, _ = here
+    identity = {_norm_model_id(info.id), _norm_model_id(model)}
+    targets = []
+    for other in data_snapshot.get_snapshot().providers:
+        if other.id == provider or other.id in NOT_SWITCH_TARGETS:
+            continue
+        candidates = [m for m in other.models if not m.deprecated and _norm_model_id(m.id) in identity]
+        resolved = ledger.pricer.catalog_model(other.id, model)
+        if not isinstance(resolved, str) and resolved[1] is info:
+            targets.append((other.id, model))  # the same catalog entry under the recorded name
+            continue
+        for candidate in candidates:  # a ref that prices as this very entry: its id, or an exact alias
+            for ref in (candidate.id, *_match_refs(candidate.match)):
+                found = ledger.pricer.catalog_model(other.id, ref)
+                if not isinstance(found, str) and found[1] is candidate:
+                    targets.append((other.id, ref))
+                    break
+    return targets
+
+
 def _provider_switches(ledger: Ledger, calls: list[_Call]) -> list[_Finding]:
-    providers = [p.id for p in data_snapshot.get_snapshot().providers if p.id in SWITCH_PROVIDERS]
     found = []
     for (provider, model), group in _group(calls, lambda c: (c.provider, c.model)).items():
-        here = ledger.pricer.catalog_model(provider, model)
-        if isinstance(here, str):
-            continue
-        best: tuple[int, str] | None = None
-        for other in providers:
-            if other == provider:
-                continue
-            there = ledger.pricer.catalog_model(other, model)
-            if isinstance(there, str) or there[0].id != other:
-                continue
-            optimized = _reprice(ledger, group, provider=other)
-            if optimized and (best is None or optimized < best[0]):
-                best = (optimized, other)
         current = sum(c.cost for c in group)
-        if best is None or best[0] >= current:
+        options = []
+        for other, ref in _switch_targets(ledger, provider, model):
+            optimized = _reprice(ledger, group, provider=other, model=ref)
+            # a zero price is a free / rate-limited offer, not an alternative for a production workload
+            if optimized is not None and 0 < optimized < current:
+                options.append((optimized, other, ref))
+        if not options:
             continue
+        options.sort()
+        optimized, to_provider, to_model = options[0]
         agents = _agents(group)
         found.append(
             _Finding(
                 "provider_switch",
-                {"provider": provider, "model": model, "to_provider": best[1], "agents": agents},
-                f"Buy {model} from {best[1]} instead of {provider}",
+                {
+                    "provider": provider,
+                    "model": model,
+                    "to_provider": to_provider,
+                    "to_model": to_model,
+                    "agents": agents,
+                    "alternatives": [
+                        {"provider": p, "model": r, "optimized_cost_monthly_usd": format_usd(o)}
+                        for o, p, r in options[:5]
+                    ],
+                },
+                f"Buy {model} from {to_provider} (as {to_model}) instead of {provider}",
                 current,
-                best[0],
-                "the same model; check latency, rate limits, regions and data-processing terms of the new provider",
+                optimized,
+                "the same model; check latency, rate limits, regions, quantization and data-processing terms "
+                "of the new provider",
                 [
-                    f"Open an account / enable {model} on {best[1]} and request the needed rate limits.",
-                    "Route a canary share (5-10%) of the agents' traffic there; compare latency and errors.",
+                    f"Open an account / enable {to_model} on {to_provider} and request the needed rate limits.",
+                    "Route a canary share (5-10%) of the agents' traffic there; compare answers, latency and errors.",
                     "Move the rest once the canary holds for a week.",
                 ],
                 [f"Route the traffic back to {provider} (keep its credentials active during the migration)."],
-                {"model": [model], "agent": list(agents)} if agents else {"model": [model]},
+                {"model": sorted({model, to_model}), "agent": list(agents)}
+                if agents
+                else {"model": sorted({model, to_model})},
             )
         )
     return found
