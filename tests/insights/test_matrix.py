@@ -204,5 +204,12 @@ def test_provider_shift_reprices_the_real_token_mix(mixed, clock):
     to_mini = matrix.provider_shift(mixed, to_provider="openai", to_model="gpt-4o-mini", from_provider="anthropic")
     (opus,) = to_mini["groups"]
     assert opus["target_model"] == "gpt-4o-mini" and Decimal(to_mini["savings_usd"]) > 0
+    # an embedding model is never "moved" onto a chat model: it stays, with the reason
+    mixed.record(provider="openai", model="text-embedding-3-small", input_tokens=5000, category="embedding",
+                 timestamp=clock.now - timedelta(hours=1))  # fmt: skip
+    to_flash = matrix.provider_shift(mixed, to_provider="google", to_model="gemini-2.5-flash", from_provider="openai")
+    embedding = next(g for g in to_flash["groups"] if g["model"] == "text-embedding-3-small")
+    assert "moved_target_usd" not in embedding and "embedding model" in embedding["reason"]
+    assert {g["model"] for g in to_flash["groups"] if "moved_target_usd" in g} == {"gpt-4o", "gpt-4o-mini"}
     with pytest.raises(InvalidInput, match="share_pct"):
         matrix.provider_shift(mixed, to_provider="azure", share_pct="150")

@@ -553,6 +553,7 @@ def provider_shift(
     rows = grouped_costs(ledger.store, ["provider", "model"], s_us, e_us, where or {})
     at = ledger.clock()
     total = sum(int(r.measures["cost_nanos"]) for r in rows)
+    catalog = model_quality(ledger)
     groups = []
     moved_current = moved_target = 0
     for row in sorted(rows, key=lambda r: (-int(r.measures["cost_nanos"]), str(r.keys))):
@@ -564,13 +565,6 @@ def provider_shift(
         if from_provider and provider != from_provider:
             continue
         target_model = to_model or model
-        served = ledger.pricer.catalog_model(to_provider, target_model)
-        offered = (not isinstance(served, str) and served[0].id == to_provider) or any(
-            o.matches_model(to_provider, target_model) and o.prices is not None for o in ledger.pricer.overrides
-        )
-        average = {name: int(m[name]) // requests for name in TOKEN_FIELDS}
-        source_price = _price_nanos(ledger, provider, model, at, **average)
-        target_price = _price_nanos(ledger, to_provider, target_model, at, **average) if offered else None
         entry: dict[str, Any] = {
             "provider": provider,
             "model": model,
@@ -578,6 +572,20 @@ def provider_shift(
             "requests": requests,
             "cost_usd": format_usd(cost),
         }
+        # An embedding call cannot be answered by a chat model (nor the reverse): such a group stays.
+        kind = _quality_entry(catalog, provider, model)[2]
+        target_kind = _quality_entry(catalog, to_provider, target_model)[2]
+        if kind != target_kind:
+            entry["reason"] = f"{model} is a {kind} model, {target_model} a {target_kind} model"
+            groups.append(entry)
+            continue
+        served = ledger.pricer.catalog_model(to_provider, target_model)
+        offered = (not isinstance(served, str) and served[0].id == to_provider) or any(
+            o.matches_model(to_provider, target_model) and o.prices is not None for o in ledger.pricer.overrides
+        )
+        average = {name: int(m[name]) // requests for name in TOKEN_FIELDS}
+        source_price = _price_nanos(ledger, provider, model, at, **average)
+        target_price = _price_nanos(ledger, to_provider, target_model, at, **average) if offered else None
         if target_price is None or not source_price:
             entry["reason"] = (
                 f"{to_provider} has no price for {target_model}" if target_price is None else f"{model} is not priced"
