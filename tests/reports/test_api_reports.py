@@ -6,11 +6,13 @@ import csv
 import io
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
 
 from tokenledger.money import nanos_to_usd
+from tokenledger.reports.schedules import default_folder
 
 from .conftest import auth, october_total_nanos, record_known_ledger
 
@@ -113,11 +115,17 @@ async def test_schedules_crud(api, keys, server_ledger, tmp_path):
         "kind": "chargeback",
         "departments": ["research"],
         "channels": ["hook"],
-        "folder": str(tmp_path / "out"),
+        "folder": "finance/monthly",
     }
     created = await api.post("/api/reports/schedules", json=body, headers=auth(keys["finops"]))
     assert created.status_code == 201, created.text
     schedule = created.json()
+    # a remote caller picks a subfolder of the server's reports folder, never another place on its disk
+    assert schedule["folder"] == str(Path(default_folder(server_ledger)) / "finance" / "monthly")
+    for outside in (str(tmp_path / "out"), "../../etc", "~/x", "a/../../b", "0" * 5000):
+        refused = await api.post("/api/reports/schedules", json={**body, "name": "z", "folder": outside}, headers=admin)
+        assert refused.status_code in (400, 422), (outside, refused.text)
+        assert "folder" in refused.json()["error"]["message"]
     assert schedule["recurrence"] == "monthly" and schedule["channels"] == ["hook"]
     assert schedule["created_by"] == "finops-key"
     listed = (await api.get("/api/reports/schedules", headers=admin)).json()["schedules"]

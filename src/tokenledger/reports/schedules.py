@@ -171,8 +171,14 @@ def add_schedule(
     channels: Sequence[str] | None = None,
     folder: str | None = None,
     created_by: str | None = None,
+    within: str | None = None,
 ) -> Schedule:
-    """Create a schedule; every field is checked first (a typo fails now, not at month end)."""
+    """Create a schedule; every field is checked first (a typo fails now, not at month end).
+
+    ``within``: the folder must be a relative path inside this directory. The REST API passes the
+    server's reports folder, so a remote caller can pick a subfolder but never write elsewhere on
+    the server's disk; the CLI, run by the machine's own operator, takes any path.
+    """
     if not isinstance(name, str) or not _NAME.match(name.strip()):
         raise InvalidInput("name: 1-200 letters, digits, spaces, '.', '_' or '-', starting with a letter or digit")
     name = name.strip()
@@ -200,9 +206,21 @@ def add_schedule(
                 )
     if folder is not None and (not isinstance(folder, str) or not folder.strip()):
         raise InvalidInput("folder: give a directory path")
-    target = Path(folder.strip()).expanduser() if folder else Path(default_folder(ledger))
-    if target.exists() and not target.is_dir():
-        raise InvalidInput(f"folder: {target} exists and is not a directory")
+    if within is not None:
+        root = Path(within).resolve()
+        relative = Path(folder.strip()) if folder else Path()
+        if relative.is_absolute() or ".." in relative.parts or folder and folder.strip().startswith("~"):
+            raise InvalidInput(
+                f"folder: {folder!r} must be a subfolder of the server's reports folder (relative, no '..')"
+            )
+        target = root / relative
+    else:
+        target = Path(folder.strip()).expanduser() if folder else Path(default_folder(ledger))
+    try:
+        if target.exists() and not target.is_dir():
+            raise InvalidInput(f"folder: {target} exists and is not a directory")
+    except OSError as exc:  # a name too long for the file system, a permission denied...
+        raise InvalidInput(f"folder: {folder!r} cannot be used: {exc.strerror}") from None
     values = {
         "name": name,
         "recurrence": recurrence,

@@ -13,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..access import Principal
 from ..reports import export
-from ..reports.schedules import add_schedule, delete_schedule, get_schedule, list_runs, list_schedules
+from ..reports.schedules import (
+    add_schedule,
+    default_folder,
+    delete_schedule,
+    get_schedule,
+    list_runs,
+    list_schedules,
+)
 from .app import ledger_of, principal
 from .audit import record_write
 
@@ -62,7 +69,9 @@ class ScheduleIn(BaseModel):
     departments: list[str] = Field(default_factory=list, max_length=200)
     cost_centers: list[str] = Field(default_factory=list, max_length=200)
     channels: list[str] = Field(default_factory=list, max_length=50)
-    folder: str | None = Field(None, max_length=1000)
+    folder: str | None = Field(
+        None, max_length=1000, description="A subfolder of the server's reports folder (relative; default: the folder)"
+    )
 
 
 @router.get("/api/reports/schedules")
@@ -87,6 +96,7 @@ def create_schedule(body: ScheduleIn, request: Request, who: Principal = Depends
         channels=body.channels,
         folder=body.folder,
         created_by=who.actor,
+        within=default_folder(ledger_of(request)),
     )
     record_write(ledger_of(request), who, "create", "report_schedule", schedule.id, schedule.to_dict())
     return schedule.to_dict()

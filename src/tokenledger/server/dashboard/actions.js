@@ -51,7 +51,7 @@ async function scheduleReview() {
     { name: "kind", label: "Report", type: "select", value: "summary", options: [["summary", "Summary"], ["detailed", "Detailed"], ["chargeback", "Chargeback"]] },
     { name: "departments", label: "Departments (comma separated; empty = all)", value: state.department.join(",") },
     { name: "channels", label: channels.length ? "Send to (alert channels)" : "Send to (no alert channel yet: add one under Alerts)", type: "select", multiple: true, options: channels },
-    { name: "folder", label: "Also write to folder (optional, on the server)", value: "" },
+    { name: "folder", label: "Subfolder of the server's reports folder (optional)", value: "" },
   ], (v) => api("/api/reports/schedules", {}, { method: "POST", body: { name: v.name, recurrence: v.recurrence, format: v.format, kind: v.kind,
     departments: v.departments.split(",").map((d) => d.trim()).filter(Boolean), channels: v.channels, ...(v.folder.trim() ? { folder: v.folder.trim() } : {}) } }));
 }
