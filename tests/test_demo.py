@@ -226,3 +226,28 @@ def test_spikes_are_obvious_and_explained() -> None:
         spike, before, explained = (spend[a["id"], k] for k in ("spike", "before", "explained"))
         assert spike >= 2 * before, (a, spike / before)
         assert explained >= Decimal("0.5") * (spike - before), (a, explained, spike, before)
+
+
+def test_demo_budgets_cover_the_fleet_and_each_department_once(ledger, clock):
+    from tokenledger.demo import load_demo
+
+    ledger.budgets.create(name="research-monthly", scope={"department": "research"}, amount="12345")  # a real one
+    spec = DemoSpec(seed=3, days=30, events=6_000, end=clock.now)
+    summary = load_demo(ledger, spec, budgets=True)
+    departments = {r["department"] for r in ledger.costs(by=["department"], since="30d").rows() if r["department"]}
+    names = {b.name for b in ledger.budgets.list()}
+    assert names == {"fleet-monthly"} | {f"{d}-monthly" for d in departments}
+    assert "research-monthly" not in summary["budgets_created"]  # left as it was
+    assert ledger.budgets.status(["research-monthly"])[0]["limit_usd"].startswith("12345.")
+    statuses = {s["name"]: s for s in ledger.budgets.status()}
+    assert all(
+        b.action == "notify" and b.period == "monthly" for b in ledger.budgets.list() if b.name != "research-monthly"
+    )
+    # sized from recent spend: most have headroom, some are projected to run out by the period's end
+    demo = [s for name, s in statuses.items() if name != "research-monthly"]
+    over = [s for s in demo if Decimal(s["projected_period_spend_usd"]) > Decimal(s["limit_usd"])]
+    assert over and len(over) < len(demo) / 2, [
+        (s["name"], s["projected_period_spend_usd"], s["limit_usd"]) for s in demo
+    ]
+    again = load_demo(ledger, spec, budgets=True)
+    assert again["budgets_created"] == [] and {b.name for b in ledger.budgets.list()} == names

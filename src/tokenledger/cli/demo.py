@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(7, "--seed", help="Same seed, same fleet and events."),
         days: int = typer.Option(90, "--days", min=14, max=730),
         events: int = typer.Option(200_000, "--events", min=1000, max=100_000_000),
+        budgets: bool = typer.Option(
+            True, "--budgets/--no-budgets", help="Also add monthly budgets for the fleet and each department."
+        ),
         output: OutputFormat = typer.Option(OutputFormat.table, "--format"),
     ) -> None:
         """Build a realistic synthetic fleet ledger (replaces earlier demo data, keeps real data)."""
@@ -40,7 +43,7 @@ def register(app: typer.Typer) -> None:
             )
             with progress:
                 task = progress.add_task("demo", total=events)
-                summary = load_demo(ledger, spec, on_progress=lambda n: progress.advance(task, n))
+                summary = load_demo(ledger, spec, on_progress=lambda n: progress.advance(task, n), budgets=budgets)
             report = ledger.costs(by=["department"], since=spec.end - timedelta(days=days), until=spec.end)
         if output == OutputFormat.json:
             sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
@@ -57,6 +60,11 @@ def register(app: typer.Typer) -> None:
             columns=("department", "cost_usd", "requests", "cost_per_request_usd"),
             title="Spend by department",
         )
+        if summary["budgets_created"]:
+            console.print(
+                f"{len(summary['budgets_created'])} monthly budgets added (fleet and departments, action notify): "
+                "tokenledger budget status"
+            )
         console.print(
             f"{len(summary['ground_truth'])} injected anomalies are recorded as ground truth "
             "(meta key demo_ground_truth)."
