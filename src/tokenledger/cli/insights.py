@@ -12,6 +12,7 @@ import typer
 from ..errors import InvalidInput
 from ..insights import allocation, experiments, fitness
 from ..insights import roi as roi_model
+from ..insights.charts import CHART_NAMES, chart_data
 from ._common import OutputFormat, console, emit, handle_errors, open_ledger
 
 roi_app = typer.Typer(help="ROI of cost optimizations: savings, payback months, 3-year ROI.")
@@ -337,17 +338,7 @@ def _emit_rounded(rows: list[dict[str, Any]], key: str, title: str) -> None:
 
 # -- chart data (dashboard spec charts 3.x) ----------------------------------------------------------
 
-CHARTS = (
-    "trend",
-    "providers",
-    "distribution",
-    "agents",
-    "sunburst",
-    "sankey",
-    "waterfall",
-    "models",
-    "provider-matrix",
-)
+CHARTS = CHART_NAMES
 
 
 def _leaves(nodes: list[dict[str, Any]], levels: list[str], path: tuple = ()) -> list[dict[str, Any]]:
@@ -428,34 +419,10 @@ def register_charts(app: typer.Typer) -> None:
         output: OutputFormat = typer.Option(OutputFormat.table, "--format"),
     ) -> None:
         """The data behind a Cost Management chart (3.x); every breakdown sums exactly to its total."""
-        from ..insights import charts, matrix
-        from ..store.query import validate_keys
         from .costs import parse_where
 
-        functions = {
-            "trend": charts.spend_trend,
-            "providers": charts.provider_comparison,
-            "distribution": charts.cost_distribution,
-            "agents": charts.top_agents,
-            "sunburst": charts.sunburst,
-            "sankey": charts.sankey,
-            "waterfall": charts.token_waterfall,
-            "models": matrix.model_matrix,
-            "provider-matrix": matrix.provider_matrix,
-        }
-        with handle_errors():
-            if name not in functions:
-                raise InvalidInput(f"chart: {name!r} must be one of {', '.join(CHARTS)}")
-            filters = parse_where(where)
-            validate_keys(list(filters), what="where")
-            kwargs: dict[str, Any] = {"since": since, "until": until, "where": filters}
-            if name == "trend":
-                validate_keys([by], what="by")
-                kwargs["by"] = by
-            if limit is not None and name in ("agents", "sankey"):
-                kwargs["limit" if name == "agents" else "max_agents"] = limit
         with open_ledger(ctx) as ledger, handle_errors():
-            data = functions[name](ledger, **kwargs)
+            data = chart_data(ledger, name, since=since, until=until, where=parse_where(where), by=by, limit=limit)
         if output == OutputFormat.json:
             _json(data)
             return

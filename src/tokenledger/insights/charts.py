@@ -486,3 +486,61 @@ def token_waterfall(
         "total_usd": format_usd(total),
         "cache_saved_usd": format_usd(saved),
     }
+
+
+# -- one entry point by chart name (the CLI's `tokenledger chart` and `GET /api/charts/{chart}`) ----
+
+#: Every chart whose data has a name; the last two are the matrices of :mod:`.matrix`.
+CHART_NAMES = (
+    "trend",
+    "providers",
+    "distribution",
+    "agents",
+    "sunburst",
+    "sankey",
+    "waterfall",
+    "models",
+    "provider-matrix",
+)
+
+
+def chart_data(
+    ledger: Ledger,
+    name: str,
+    *,
+    since: Any = "30d",
+    until: Any = None,
+    where: Mapping[str, Any] | None = None,
+    by: str = "provider",
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """The data behind the chart called ``name``, with the options that chart takes.
+
+    ``by``: what the trend stacks (provider, model, department...); ``limit``: rows of the agents
+    table, or agents the Sankey shows before folding the rest.
+    """
+    from . import matrix  # matrix builds on this module
+
+    functions: dict[str, Any] = {
+        "trend": spend_trend,
+        "providers": provider_comparison,
+        "distribution": cost_distribution,
+        "agents": top_agents,
+        "sunburst": sunburst,
+        "sankey": sankey,
+        "waterfall": token_waterfall,
+        "models": matrix.model_matrix,
+        "provider-matrix": matrix.provider_matrix,
+    }
+    function = functions.get(name)
+    if function is None:
+        raise InvalidInput(f"chart: {name!r} must be one of {', '.join(CHART_NAMES)}")
+    filters = dict(where or {})
+    validate_keys(list(filters), what="where")
+    kwargs: dict[str, Any] = {"since": since, "until": until, "where": filters}
+    if name == "trend":
+        validate_keys([by], what="by")
+        kwargs["by"] = by
+    if limit is not None and name in ("agents", "sankey"):
+        kwargs["limit" if name == "agents" else "max_agents"] = limit
+    return function(ledger, **kwargs)  # type: ignore[no-any-return]

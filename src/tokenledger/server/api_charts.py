@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 
 from ..access import Principal
-from ..errors import InvalidInput
 from ..insights import charts, matrix
 from ..insights.recommendations import model_quality
 from ..store.query import validate_keys
@@ -16,16 +15,6 @@ from .app import ledger_of, principal
 from .audit import record_write
 
 router = APIRouter(tags=["charts"])
-
-_CHARTS = {
-    "trend": charts.spend_trend,
-    "providers": charts.provider_comparison,
-    "distribution": charts.cost_distribution,
-    "agents": charts.top_agents,
-    "sunburst": charts.sunburst,
-    "sankey": charts.sankey,
-    "waterfall": charts.token_waterfall,
-}
 
 
 @router.get("/api/charts/{chart}")
@@ -40,20 +29,10 @@ def chart(
     who: Principal = Depends(principal),
 ) -> dict[str, Any]:
     """trend (stacked, with period-over-period change), providers, distribution, agents, sunburst,
-    sankey, waterfall. Every breakdown sums exactly to its total."""
+    sankey, waterfall, models, provider-matrix. Every breakdown sums exactly to its total."""
     who.require("costs.read")
-    function = _CHARTS.get(chart)
-    if function is None:
-        raise InvalidInput(f"chart: {chart!r} must be one of {', '.join(_CHARTS)}")
     filters = _scoped(who, _where(where))
-    validate_keys(list(filters), what="where")
-    kwargs: dict[str, Any] = {"since": since, "until": until, "where": filters}
-    if chart == "trend":
-        validate_keys([by], what="by")
-        kwargs["by"] = by
-    if limit is not None and chart in ("agents", "sankey"):
-        kwargs["limit" if chart == "agents" else "max_agents"] = limit
-    return function(ledger_of(request), **kwargs)
+    return charts.chart_data(ledger_of(request), chart, since=since, until=until, where=filters, by=by, limit=limit)
 
 
 # -- matrices, pricing table with TCO, provider-shift estimate, the quality catalog (insights.matrix)
