@@ -202,15 +202,8 @@ def bench_ingest(args: argparse.Namespace) -> None:
 # -- grouped query ----------------------------------------------------------------------------------
 
 
-def build_ledger(events: int) -> Path:
-    CACHE.mkdir(exist_ok=True)
-    path = CACHE / f"demo-{events}.db"
-    if path.exists():
-        return path
-    print(f"building a {events:,}-event demo ledger in {path} ...", flush=True)
-    work = Path(tempfile.mkdtemp(dir=CACHE))
-    source = work / "usage.jsonl"
-    write_demo_file(source, events)
+def _ingest_cached(source: Path, work: Path, path: Path) -> Path:
+    """Ingest the JSONL ``source`` into a ledger built in ``work``, then move it to ``path`` (the cache)."""
     partial = work / "ledger.db"
     ledger = Ledger(settings=Settings(database_url=f"sqlite:///{partial}", spool_dir=work / "spool"), background=False)
     start = time.perf_counter()
@@ -221,6 +214,18 @@ def build_ledger(events: int) -> Path:
     partial.rename(path)
     shutil.rmtree(work, ignore_errors=True)
     return path
+
+
+def build_ledger(events: int) -> Path:
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"demo-{events}.db"
+    if path.exists():
+        return path
+    print(f"building a {events:,}-event demo ledger in {path} ...", flush=True)
+    work = Path(tempfile.mkdtemp(dir=CACHE))
+    source = work / "usage.jsonl"
+    write_demo_file(source, events)
+    return _ingest_cached(source, work, path)
 
 
 def _regroup(fleet_seed: int, departments: int) -> dict[str, tuple[str, str]]:
@@ -261,16 +266,7 @@ def build_insights_ledger(events: int, departments: int = 50, seed: int = 7) -> 
         for event in generate(DemoSpec(seed=seed, days=90, events=events, end=END)):
             event["department"], event["cost_center"] = regroup[event["agent"]]
             handle.write(json.dumps(event, separators=(",", ":")) + "\n")
-    partial = work / "ledger.db"
-    ledger = Ledger(settings=Settings(database_url=f"sqlite:///{partial}", spool_dir=work / "spool"), background=False)
-    start = time.perf_counter()
-    result = ingest_files(ledger, [source])
-    ledger.close()
-    print(f"  ingested {result.accepted:,} in {time.perf_counter() - start:.0f}s", flush=True)
-    source.unlink()
-    partial.rename(path)
-    shutil.rmtree(work, ignore_errors=True)
-    return path
+    return _ingest_cached(source, work, path)
 
 
 def bench_query(args: argparse.Namespace) -> None:
@@ -573,16 +569,7 @@ def build_month_ledger(events_90d: int) -> Path:
     work = Path(tempfile.mkdtemp(dir=CACHE))
     source = work / "usage.jsonl"
     write_demo_file(source, events, days=31)
-    partial = work / "ledger.db"
-    ledger = Ledger(settings=Settings(database_url=f"sqlite:///{partial}", spool_dir=work / "spool"), background=False)
-    start = time.perf_counter()
-    result = ingest_files(ledger, [source])
-    ledger.close()
-    print(f"  ingested {result.accepted:,} in {time.perf_counter() - start:.0f}s", flush=True)
-    source.unlink()
-    partial.rename(path)
-    shutil.rmtree(work, ignore_errors=True)
-    return path
+    return _ingest_cached(source, work, path)
 
 
 def bench_reports(args: argparse.Namespace) -> None:
