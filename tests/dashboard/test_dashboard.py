@@ -56,6 +56,18 @@ def test_fleet_filters_drilldown_and_budgets(browser, site):
     assert "$" in total_30d
     assert page.locator("#c-sunburst canvas").count() == 1 and page.locator("#agents-table tbody tr").count() > 5
     assert page.locator("#c-total").get_attribute("data-model") == "ets_weekly"  # 30 days of history
+    # today is not over: its spend so far is a marker on the forecast's first day, not the actual line's end
+    total = page.evaluate(
+        """() => { const o = echarts.getInstanceByDom(document.getElementById('c-total')).getOption();
+                   const s = (n) => o.series.find((x) => x.name === n);
+                   return { days: o.xAxis[0].data, actual: s('actual').data, today: s('today so far').data,
+                            forecast: s('forecast').data }; }"""
+    )
+    first_forecast = next(i for i, v in enumerate(total["forecast"]) if v is not None)
+    assert len(total["days"]) == len(set(total["days"]))  # no day twice on the axis
+    assert all(v is not None for v in total["actual"][:first_forecast])
+    assert all(v is None for v in total["actual"][first_forecast:])
+    assert len(total["today"]) == 1 and total["today"][0][0] == first_forecast
     page.wait_for_selector("#cache-roi-result tbody tr")  # the caching ROI from the ledger's repeated prompts
     at_40 = page.locator("#cache-roi-result tbody td").nth(2).inner_text()
     page.fill("#cache-hit", "80")

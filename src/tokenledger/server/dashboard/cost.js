@@ -98,11 +98,20 @@ async function total() {
       apiShared("/api/charts/trend", { ...rangeParams(), where: whereParams(state.agent ? { agent: state.agent } : {}), by: "provider" }),
       apiShared("/api/forecast", params), apiShared("/api/budget/status"),
     ]);
-    const actual = history.days.map((_, i) => history.series.reduce((sum, s) => sum + Number(s.points[i]), 0));
+    let actual = history.days.map((_, i) => history.series.reduce((sum, s) => sum + Number(s.points[i]), 0));
     const f = forecasts.forecasts[0] || { points: [] };
     const future = f.points.map((p) => p.day);
-    const days = [...history.days, ...future];
-    const pad = (values) => [...history.days.map(() => null), ...values];
+    // Today is not over: the forecast starts today, so today's spend so far is a marker on the
+    // forecast's first day, not the end of the actual line (which would seem to crash at the end).
+    let pastDays = history.days;
+    let today = null;
+    if (future.length && pastDays.length && pastDays[pastDays.length - 1] === future[0]) {
+      today = actual[actual.length - 1];
+      pastDays = pastDays.slice(0, -1);
+      actual = actual.slice(0, -1);
+    }
+    const days = [...pastDays, ...future];
+    const pad = (values) => [...pastDays.map(() => null), ...values];
     const band = (lo, hi) => [pad(f.points.map((p) => Number(p[lo]))), pad(f.points.map((p) => Number(p[hi]) - Number(p[lo])))];
     const [lo95, w95] = band("lo95_usd", "hi95_usd");
     const [lo80, w80] = band("lo80_usd", "hi80_usd");
@@ -112,7 +121,7 @@ async function total() {
     chart("c-total").setOption({
       title: { text: title, textStyle: { fontSize: 12 }, right: 10 },
       tooltip: { trigger: "axis", valueFormatter: (v) => (v === null || v === undefined ? "–" : money(v)) },
-      legend: { top: 0, left: 0, data: ["actual", "forecast", "80%", "95%"] },
+      legend: { top: 0, left: 0, data: ["actual", "today so far", "forecast", "80%", "95%"] },
       grid: { left: 60, right: 20, top: 40, bottom: 30 },
       xAxis: { type: "category", data: days }, yAxis: { type: "value", axisLabel: { formatter: (v) => money(v) } },
       series: [
@@ -124,6 +133,7 @@ async function total() {
           markLine: budget ? { symbol: "none", label: { formatter: `${budget.name} pace` },
             data: [{ yAxis: Number(budget.limit_usd) / periodDays(budget) }] } : undefined },
         { name: "forecast", type: "line", data: pad(f.points.map((p) => Number(p.mean_usd))), symbol: "none", lineStyle: { type: "dashed" } },
+        { name: "today so far", type: "scatter", symbolSize: 9, data: today === null ? [] : [[pastDays.length, today]] },
       ],
     }, true);
     document.getElementById("c-total").dataset.model = f.model || "";
