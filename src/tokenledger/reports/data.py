@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidInput
 from ..insights.allocation import allocate_shared, round_breakdown
 from ..money import nanos_to_usd
+from ..store.schema import ROLLUP_MEASURES
 from ..timeutil import from_us, to_us
 from .periods import Period, parse_period
 
@@ -47,22 +48,8 @@ KINDS = ("summary", "detailed", "chargeback")
 FORMATS = ("csv", "xlsx", "pdf", "focus")
 #: The grouping every breakdown is derived from (all kept by the daily rollups).
 DETAIL_KEYS = ("day", "department", "cost_center", "project", "agent", "provider", "model")
-MEASURES = (
-    "requests",
-    "errors",
-    "unpriced",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "cost_nanos",
-    "cost_input_nanos",
-    "cost_cache_read_nanos",
-    "cost_cache_write_nanos",
-    "cost_output_nanos",
-    "cost_other_nanos",
-)
+#: What a report sums: every rollup measure but latency (a report carries no latency).
+MEASURES = tuple(name for name in ROLLUP_MEASURES if not name.startswith("latency"))
 _M = {name: i for i, name in enumerate(MEASURES)}
 #: Token types: (label, cost measure, token count function over a measures vector).
 TOKEN_TYPES: tuple[tuple[str, str, Callable[[Sequence[int]], int]], ...] = (

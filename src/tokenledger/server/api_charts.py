@@ -17,6 +17,13 @@ from .audit import record_write
 router = APIRouter(tags=["charts"])
 
 
+def _filters(who: Principal, where: list[str]) -> dict[str, Any]:
+    """The caller's ``key=value`` filters, narrowed to its departments, with every key checked."""
+    filters = _scoped(who, _where(where))
+    validate_keys(list(filters), what="where")
+    return filters
+
+
 @router.get("/api/charts/{chart}")
 def chart(
     chart: str,
@@ -49,8 +56,7 @@ def models_matrix(
 ) -> dict[str, Any]:
     """Model cost/quality matrix: cost per request and per 1K tokens, quality, volume, family, Pareto frontier."""
     who.require("costs.read")
-    filters = _scoped(who, _where(where))
-    validate_keys(list(filters), what="where")
+    filters = _filters(who, where)
     return matrix.model_matrix(ledger_of(request), since=since, until=until, where=filters, x=x)
 
 
@@ -65,8 +71,7 @@ def providers_matrix(
 ) -> dict[str, Any]:
     """Provider cost-performance matrix: cost per request vs p90 latency or quality, Pareto line, quadrants."""
     who.require("costs.read")
-    filters = _scoped(who, _where(where))
-    validate_keys(list(filters), what="where")
+    filters = _filters(who, where)
     return matrix.provider_matrix(ledger_of(request), since=since, until=until, where=filters, y=y)
 
 
@@ -138,8 +143,7 @@ def whatif_provider_shift(
 ) -> dict[str, Any]:
     """What if X% of the scope's traffic moved to provider B: its real token mix re-priced there, exactly."""
     who.require("costs.read")
-    filters = _scoped(who, _where(where))
-    validate_keys(list(filters), what="where")
+    filters = _filters(who, where)
     return matrix.provider_shift(
         ledger_of(request),
         to_provider=to_provider,
