@@ -7,7 +7,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install demo test lint typecheck bench bench-gateway bench-dashboard assets clean
 ECHARTS_VERSION := 6.1.0
-ASSETS := src/tokenledger/server/dashboard/vendor
+ASSETS := src/fleetledger/server/dashboard/vendor
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,11 +19,11 @@ install: $(STAMP)
 
 ## Build the demo ledger in the embedded SQLite database, then serve the API on http://127.0.0.1:8000.
 demo: $(STAMP)
-	$(BIN)/tokenledger init
-	$(BIN)/tokenledger demo
-	$(BIN)/tokenledger serve --host 127.0.0.1 --port 8000
+	$(BIN)/fleetledger init
+	$(BIN)/fleetledger demo
+	$(BIN)/fleetledger serve --host 127.0.0.1 --port 8000
 
-## The whole test suite (storage tests on SQLite, and on PostgreSQL when TOKENLEDGER_TEST_POSTGRES_URL is set;
+## The whole test suite (storage tests on SQLite, and on PostgreSQL when FLEETLEDGER_TEST_POSTGRES_URL is set;
 ## browser tests in Debian's Chromium, installed with apt when missing and we may).
 test: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \

@@ -32,8 +32,8 @@ sys.path.insert(0, str(HERE))
 
 import run as bench  # noqa: E402  (bench/run.py: the cached ledgers, machine(), save())
 
-from tokenledger import Ledger, Settings  # noqa: E402
-from tokenledger.server import create_app  # noqa: E402
+from fleetledger import Ledger, Settings  # noqa: E402
+from fleetledger.server import create_app  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]

@@ -1,12 +1,12 @@
 """Gateway benchmark: latency added over calling the upstream directly, and throughput, with LiteLLM's
 proxy side by side in the same run. Results: docs/performance.md ("Gateway").
 
-    python bench/gateway.py                         # direct, tokenledger gateway, LiteLLM (when installed)
+    python bench/gateway.py                         # direct, fleetledger gateway, LiteLLM (when installed)
     python bench/gateway.py --no-litellm --rate 20,300 --seconds 15 --throughput-seconds 10
     python bench/gateway.py --install-litellm       # first pip install 'litellm[proxy]' into bench/.cache/
 
 Every part runs in its own process on loopback (127.0.0.1): the upstream simulator
-(`tokenledger simulator`), the gateway (`tokenledger gateway`, metering into a fresh SQLite ledger),
+(`fleetledger simulator`), the gateway (`fleetledger gateway`, metering into a fresh SQLite ledger),
 LiteLLM's proxy (its own venv in bench/.cache/litellm-venv, pointed at the same simulator as an
 OpenAI-compatible upstream), and the load generators.
 
@@ -136,15 +136,15 @@ class Service:
                 self.proc.wait(timeout=5)
 
 
-def tokenledger(*args: str) -> list[str]:
-    return [str(VENV_BIN / "tokenledger"), *args]
+def fleetledger(*args: str) -> list[str]:
+    return [str(VENV_BIN / "fleetledger"), *args]
 
 
 def start_simulator(work: Path, latency_ms: float) -> Service:
     port = free_port()
     service = Service(
         "simulator",
-        tokenledger("simulator", "--port", str(port), "--latency-ms", str(latency_ms)),
+        fleetledger("simulator", "--port", str(port), "--latency-ms", str(latency_ms)),
         f"http://127.0.0.1:{port}",
         work / "simulator.log",
     )
@@ -153,9 +153,9 @@ def start_simulator(work: Path, latency_ms: float) -> Service:
 
 
 def gateway_available() -> str | None:
-    """None when `tokenledger gateway` can run here, else why not."""
+    """None when `fleetledger gateway` can run here, else why not."""
     try:
-        import tokenledger.gateway.proxy  # noqa: F401
+        import fleetledger.gateway.proxy  # noqa: F401
     except ImportError as exc:
         return f"the gateway is not available in this tree ({exc})"
     return None
@@ -171,9 +171,9 @@ def start_gateway(work: Path, simulator: Service) -> tuple[Service, str]:
         f"cache:\n  exact:\n    path: '{work / 'gateway-cache.db'}'\n"
     )
     env = {"TL_BENCH_UPSTREAM_KEY": UPSTREAM_KEY}
-    subprocess.run(tokenledger("--db", db, "init"), check=True, capture_output=True, env={**os.environ, **env})
+    subprocess.run(fleetledger("--db", db, "init"), check=True, capture_output=True, env={**os.environ, **env})
     created = subprocess.run(
-        tokenledger("--db", db, "gateway", "keys", "create", "--name", "bench", "--format", "json"),
+        fleetledger("--db", db, "gateway", "keys", "create", "--name", "bench", "--format", "json"),
         check=True,
         capture_output=True,
         text=True,
@@ -183,7 +183,7 @@ def start_gateway(work: Path, simulator: Service) -> tuple[Service, str]:
     port = free_port()
     service = Service(
         "gateway",
-        tokenledger("--db", db, "gateway", "--config", str(config), "--port", str(port)),
+        fleetledger("--db", db, "gateway", "--config", str(config), "--port", str(port)),
         f"http://127.0.0.1:{port}",
         work / "gateway.log",
         env,
@@ -642,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
             targets.append({"name": "gateway", "url": gateway.url, "path": "/v1/chat/completions", "key": key})
             by_name["gateway"] = gateway
         else:
-            report["notes"].append(f"tokenledger gateway: {why_not}")
+            report["notes"].append(f"fleetledger gateway: {why_not}")
         if args.litellm:
             problem = ""
             if args.install_litellm and not (LITELLM_VENV / "bin" / "litellm").exists():

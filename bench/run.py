@@ -1,4 +1,4 @@
-"""tokenledger benchmarks. Results: docs/performance.md (copied by hand with the machine details).
+"""fleetledger benchmarks. Results: docs/performance.md (copied by hand with the machine details).
 
     python bench/run.py                       # record, ingest, query at 1M events
     python bench/run.py query --sizes 1000000,10000000
@@ -6,7 +6,7 @@
 
 Each benchmark prints a table and writes bench/results/<name>.json. Ledgers built for the query
 benchmark are cached in bench/.cache/ (delete it to rebuild). PostgreSQL runs when --postgres or
-TOKENLEDGER_TEST_POSTGRES_URL names a server (each run uses its own schema, dropped afterwards).
+FLEETLEDGER_TEST_POSTGRES_URL names a server (each run uses its own schema, dropped afterwards).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from tokenledger import Ledger, Settings
-from tokenledger.bulk import ingest_files
-from tokenledger.demo import DemoSpec, generate
-from tokenledger.store.store import normalize_url
+from fleetledger import Ledger, Settings
+from fleetledger.demo.generator import DemoSpec, generate
+from fleetledger.ledger.parallel import ingest_files
+from fleetledger.storage.store import normalize_url
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -167,7 +167,7 @@ def bench_record(args: argparse.Namespace) -> None:
 
 
 def bench_ingest(args: argparse.Namespace) -> None:
-    """Events/s of `tokenledger ingest` on a demo JSONL file, SQLite and PostgreSQL, 1 and N workers."""
+    """Events/s of `fleetledger ingest` on a demo JSONL file, SQLite and PostgreSQL, 1 and N workers."""
     folder = Path(tempfile.mkdtemp())
     source = folder / "usage.jsonl"
     write_demo_file(source, args.events)
@@ -235,7 +235,7 @@ def _regroup(fleet_seed: int, departments: int) -> dict[str, tuple[str, str]]:
     proportion to its agents (largest remainder, at least one each), so the bench ledger has the
     issue's "50 departments x 200 agents" shape with the demo's realistic traffic.
     """
-    from tokenledger.demo import build_fleet
+    from fleetledger.demo.generator import build_fleet
 
     fleet = build_fleet(fleet_seed)
     names = [d.name for d in fleet.departments]
@@ -329,7 +329,8 @@ def bench_insights(args: argparse.Namespace) -> None:
     department -> agent -> model -> operation sunburst of the last 30 days, and the anomaly scan
     (detection + root causes, not stored) of every agent over 90 days, by day and by hour.
     """
-    from tokenledger.insights import anomalies, charts, forecast
+    from fleetledger.analytics import charts, forecast
+    from fleetledger.analytics.anomalies import detect as anomalies
 
     path = build_insights_ledger(args.insights_events)
     now = END
@@ -454,8 +455,8 @@ def _server(url: str, spool: Path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "TOKENLEDGER_SPOOL_DIR": str(spool)}
-    exe = Path(sys.executable).with_name("tokenledger")
+    env = {**os.environ, "FLEETLEDGER_SPOOL_DIR": str(spool)}
+    exe = Path(sys.executable).with_name("fleetledger")
     proc = subprocess.Popen(
         [str(exe), "--db", url, "serve", "--port", str(port)],
         env=env,
@@ -574,7 +575,7 @@ def build_month_ledger(events_90d: int) -> Path:
 
 def bench_reports(args: argparse.Namespace) -> None:
     """A month's report (October, the last full month of the demo ledger) in every format."""
-    from tokenledger.reports import export
+    from fleetledger.reports import export
 
     runs = []
     now = END + timedelta(days=1)
@@ -628,7 +629,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--month-of", default="", help="reports: also a month at these 90-day ledger densities")
     parser.add_argument("--insights-events", type=int, default=10_000_000, help="insights: ledger size")
-    parser.add_argument("--postgres", default=os.environ.get("TOKENLEDGER_TEST_POSTGRES_URL"))
+    parser.add_argument("--postgres", default=os.environ.get("FLEETLEDGER_TEST_POSTGRES_URL"))
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in str(args.sizes).split(",")]
     args.month_of = [int(s) for s in str(args.month_of).split(",") if s]

@@ -1,6 +1,6 @@
 """Shared fixtures. Storage tests run on SQLite and on PostgreSQL.
 
-PostgreSQL comes from ``TOKENLEDGER_TEST_POSTGRES_URL`` (``.ci/run`` sets it). Without it the
+PostgreSQL comes from ``FLEETLEDGER_TEST_POSTGRES_URL`` (``.ci/run`` sets it). Without it the
 PostgreSQL variants skip locally, and fail under ``CI=true``: CI must test both databases.
 Each PostgreSQL test gets its own schema, dropped afterwards.
 """
@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-PG_URL = os.environ.get("TOKENLEDGER_TEST_POSTGRES_URL")
+PG_URL = os.environ.get("FLEETLEDGER_TEST_POSTGRES_URL")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -31,7 +31,7 @@ class FrozenClock:
 def _pg_schema_url(base: str) -> Iterator[str]:
     import sqlalchemy as sa
 
-    from tokenledger.store.store import normalize_url
+    from fleetledger.storage.store import normalize_url
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(normalize_url(base))
@@ -54,9 +54,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         return
     if not PG_URL:
         if IN_CI:
-            pytest.fail("CI=true but TOKENLEDGER_TEST_POSTGRES_URL is not set: PostgreSQL tests are required in CI")
+            pytest.fail("CI=true but FLEETLEDGER_TEST_POSTGRES_URL is not set: PostgreSQL tests are required in CI")
         pytest.skip(
-            "PostgreSQL tests skipped: set TOKENLEDGER_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test"
+            "PostgreSQL tests skipped: set FLEETLEDGER_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test"
         )
     yield from _pg_schema_url(PG_URL)
 
@@ -69,7 +69,7 @@ def clock() -> FrozenClock:
 @pytest.fixture
 def ledger(db_url: str, clock: FrozenClock, tmp_path):
     """A synchronous Ledger (writes before record() returns) on each database."""
-    from tokenledger import Ledger, Settings
+    from fleetledger import Ledger, Settings
 
     settings = Settings(database_url=db_url, spool_dir=tmp_path / "spool")
     with Ledger(settings=settings, clock=clock, background=False) as instance:

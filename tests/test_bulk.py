@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from tokenledger import Ledger, Settings, bulk
-from tokenledger.demo import DemoSpec, generate
+from fleetledger import Ledger, Settings
+from fleetledger.demo.generator import DemoSpec, generate
+from fleetledger.ledger import parallel as bulk
 
 
 def write_file(path, events: int) -> int:

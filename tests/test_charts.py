@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from tokenledger import Ledger, Settings
-from tokenledger.demo import DemoSpec, load_demo
-from tokenledger.insights import charts
+from fleetledger import Ledger, Settings
+from fleetledger.analytics import charts
+from fleetledger.demo.generator import DemoSpec, load_demo
 
 
 def _demo(tmp_path, clock) -> Ledger:

@@ -22,12 +22,12 @@ import pytest
 import uvicorn
 from sqlalchemy import update
 
-from tokenledger import InvalidEvent, Ledger, Settings
-from tokenledger.access import api_keys, create_key, revoke_key
-from tokenledger.client import HttpLedger, connect, default_spool_dir
-from tokenledger.money import format_usd
-from tokenledger.server import create_app
-from tokenledger.usage import parse_event
+from fleetledger import InvalidEvent, Ledger, Settings
+from fleetledger.access.keys import api_keys, create_key, revoke_key
+from fleetledger.core.money import format_usd
+from fleetledger.core.usage import parse_event
+from fleetledger.sdk.http import HttpLedger, connect, default_spool_dir
+from fleetledger.server import create_app
 
 FIXTURES = Path(__file__).parent / "providers" / "fixtures"
 EVENT = {"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 1000, "output_tokens": 100}
@@ -225,7 +225,7 @@ def _spool_then_replay(server: LiveServer, server_ledger: Ledger, clock, spool: 
 
 CHILD = textwrap.dedent("""
     import sys
-    from tokenledger.client import HttpLedger
+    from fleetledger.sdk.http import HttpLedger
     client = HttpLedger(sys.argv[1], spool_dir=sys.argv[2], max_backoff_s=0.2)
     for i in range(200):
         client.record(event_id=f"kill-{i}", timestamp=sys.argv[3], provider="openai", model="gpt-4o-mini",
@@ -269,7 +269,7 @@ def _killed_then_replayed(server: LiveServer, clock, spool: Path) -> None:
 
 
 def test_server_restarts_and_lost_answers_mid_stream_charge_each_event_once(server_ledger, clock, tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="tokenledger.client")
+    caplog.set_level(logging.WARNING, logger="fleetledger.sdk.http")
     spool = tmp_path / "spool"
     with LiveServer(server_ledger) as server:
         recorded, transport = _record_through_restarts(server.start(), clock, spool)
@@ -320,7 +320,7 @@ def test_refused_key_keeps_events_until_it_is_fixed(server_ledger, clock, tmp_pa
         server.start()
         bad = HttpLedger(server.url, api_key="tl_nope_nope", spool_dir=spool, clock=clock, refused_retry_s=0.1)
         try:
-            with caplog.at_level(logging.ERROR, logger="tokenledger.client"):
+            with caplog.at_level(logging.ERROR, logger="fleetledger.sdk.http"):
                 for _ in range(20):
                     bad.record(**EVENT)
                 assert not bad.flush(0.5)
@@ -439,7 +439,7 @@ def _bad_input(client: HttpLedger, spool: Path) -> None:
 
 
 def test_connect_routes_by_url_and_default_spool(tmp_path, monkeypatch):
-    monkeypatch.setenv("TOKENLEDGER_SPOOL_DIR", str(tmp_path / "spools"))
+    monkeypatch.setenv("FLEETLEDGER_SPOOL_DIR", str(tmp_path / "spools"))
     spool = default_spool_dir("http://h:8000/")
     assert spool == default_spool_dir("http://h:8000") and spool.parent == tmp_path / "spools"
     assert spool.name.startswith("http-spool-") and len(spool.name) == len("http-spool-") + 12
@@ -457,7 +457,7 @@ def test_connect_routes_by_url_and_default_spool(tmp_path, monkeypatch):
 
 
 def test_ledger_with_an_http_url_is_the_http_sdk(tmp_path):
-    from tokenledger import HttpLedger, Ledger
+    from fleetledger import HttpLedger, Ledger
 
     client = Ledger("http://127.0.0.1:9", api_key="tl_abc_def", spool_dir=tmp_path / "spool")
     try:

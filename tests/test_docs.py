@@ -4,9 +4,9 @@ from pathlib import Path
 
 import typer.main
 
-from tokenledger.cli import app
-from tokenledger.settings import Settings
-from tokenledger.usage import UsageEvent
+from fleetledger.cli import app
+from fleetledger.core.settings import Settings
+from fleetledger.core.usage import UsageEvent
 
 DOCS = Path(__file__).parent.parent / "docs"
 
@@ -26,13 +26,13 @@ def test_every_cli_command_is_in_the_reference():
     reference = (DOCS / "cli.md").read_text()
     commands = _commands(typer.main.get_command(app))
     assert len(commands) >= 10
-    missing = [c for c in commands if f"tokenledger {c}" not in reference and f"`{c}" not in reference]
+    missing = [c for c in commands if f"fleetledger {c}" not in reference and f"`{c}" not in reference]
     assert not missing, f"undocumented commands: {missing}"
 
 
 def test_every_setting_is_documented():
     text = (DOCS / "configuration.md").read_text()
-    missing = [name for name in Settings.model_fields if f"TOKENLEDGER_{name.upper()}" not in text]
+    missing = [name for name in Settings.model_fields if f"FLEETLEDGER_{name.upper()}" not in text]
     assert not missing, f"undocumented settings: {missing}"
 
 
@@ -45,8 +45,8 @@ def test_every_event_field_is_documented():
 def test_every_api_route_is_in_the_reference(tmp_path):
     import re
 
-    from tokenledger import Ledger, Settings
-    from tokenledger.server import create_app
+    from fleetledger import Ledger, Settings
+    from fleetledger.server import create_app
 
     reference = (DOCS / "api.md").read_text()
     with Ledger(

@@ -15,12 +15,12 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tokenledger import Ledger, Settings
-from tokenledger.access import create_key
-from tokenledger.cli import app
-from tokenledger.insights import charts, experiments, forecast, matrix
-from tokenledger.insights import recommendations as recs
-from tokenledger.server import create_app
+from fleetledger import Ledger, Settings
+from fleetledger.access.keys import create_key
+from fleetledger.analytics import charts, experiments, forecast, matrix
+from fleetledger.analytics.recommendations import engine as recs
+from fleetledger.cli import app
+from fleetledger.server import create_app
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 SINCE = (NOW - timedelta(days=30)).date().isoformat()
@@ -62,7 +62,7 @@ def fleet(db_url, tmp_path) -> dict[str, Any]:
         ledger.budgets.create(name="research-monthly", amount="100", scope={"department": "research"}, action="notify")
     return {
         "url": db_url,
-        "env": {"TOKENLEDGER_SPOOL_DIR": str(tmp_path / "spool")},
+        "env": {"FLEETLEDGER_SPOOL_DIR": str(tmp_path / "spool")},
         "recs": found,
         "settings": settings,
     }

@@ -19,10 +19,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from tokenledger import Ledger, Settings
-from tokenledger.errors import InvalidEvent, InvalidInput
-from tokenledger.otlp import spans_to_events
-from tokenledger.usage import parse_event
+from fleetledger import Ledger, Settings
+from fleetledger.core.errors import InvalidEvent, InvalidInput
+from fleetledger.core.usage import parse_event
+from fleetledger.ingest.otlp import spans_to_events
 
 START_NS = 1_791_000_000_000_000_000  # 2026-10-03T04:00:00Z
 END = datetime(2026, 10, 3, 4, 0, 1, 250_000, tzinfo=UTC)
@@ -240,11 +240,11 @@ def test_resource_attributes_attribute_and_span_attributes_override() -> None:
         "service.name": "billing-agent",
         "service.version": "2.4.1",
         "deployment.environment.name": "prod",
-        "tokenledger.department": "finance",
-        "tokenledger.cost_center": "CC-1042",
-        "tokenledger.team": "payments",
-        "tokenledger.tag.region": "eu-west-1",
-        "tokenledger.tag.tier": "gold",
+        "fleetledger.department": "finance",
+        "fleetledger.cost_center": "CC-1042",
+        "fleetledger.team": "payments",
+        "fleetledger.tag.region": "eu-west-1",
+        "fleetledger.tag.tier": "gold",
     }
     plain = {k: v for k, v in OPENAI_CHAT.items() if k not in ("gen_ai.agent.name", "gen_ai.conversation.id")}
 
@@ -255,14 +255,14 @@ def test_resource_attributes_attribute_and_span_attributes_override() -> None:
             "chat overrides",
             {
                 **plain,
-                "tokenledger.team": "fraud",
-                "tokenledger.project": "chargebacks",
-                "tokenledger.task": "dispute-summary",
-                "tokenledger.user": "u-17",
-                "tokenledger.operation": "summarize",
-                "tokenledger.session_id": "s-9",
-                "tokenledger.tag.tier": "platinum",
-                "tokenledger.tag.ticket": "T-1",
+                "fleetledger.team": "fraud",
+                "fleetledger.project": "chargebacks",
+                "fleetledger.task": "dispute-summary",
+                "fleetledger.user": "u-17",
+                "fleetledger.operation": "summarize",
+                "fleetledger.session_id": "s-9",
+                "fleetledger.tag.tier": "platinum",
+                "fleetledger.tag.ticket": "T-1",
                 "gen_ai.agent.name": "dispute-writer",
             },
         )
@@ -288,7 +288,7 @@ def test_resource_attributes_attribute_and_span_attributes_override() -> None:
         "u-17",
     )
     assert overridden["agent"] == "dispute-writer"  # the span's gen_ai.agent.name beats service.name
-    assert overridden["operation"] == "summarize"  # explicit tokenledger.* beats gen_ai.operation.name
+    assert overridden["operation"] == "summarize"  # explicit fleetledger.* beats gen_ai.operation.name
     assert overridden["session_id"] == "s-9"
     assert overridden["tags"] == {"region": "eu-west-1", "tier": "platinum", "ticket": "T-1"}
 
@@ -304,12 +304,12 @@ def test_legacy_deployment_environment_and_unknown_service_default() -> None:
 
 
 def test_custom_mapping_has_priority_over_the_defaults() -> None:
-    resource = {"service.name": "svc", "app.team": "search", "tokenledger.team": "ignored"}
+    resource = {"service.name": "svc", "app.team": "search", "fleetledger.team": "ignored"}
     attributes = {
         **OPENAI_CHAT,
         "enduser.id": "alice@example.com",
         "app.feature": "autocomplete",
-        "tokenledger.user": "ignored-too",
+        "fleetledger.user": "ignored-too",
     }
     mapping = {"app.team": "team", "enduser.id": "user", "app.feature": "tag.feature", "app.cc": "cost_center"}
     event = only(
@@ -473,7 +473,7 @@ def test_ingest_prices_spans_and_reexport_is_duplicates_not_charges(tmp_path) ->
         span(provider, "chat ???", {"gen_ai.usage.input_tokens": 1})
         span(provider, "SELECT orders", {"db.system.name": "postgresql"})
 
-    request = export(build, {"service.name": "support-bot", "tokenledger.department": "support"})
+    request = export(build, {"service.name": "support-bot", "fleetledger.department": "support"})
     body = request.SerializeToString()
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'o.db'}", spool_dir=tmp_path / "s")
     with Ledger(settings=settings, background=False) as ledger:

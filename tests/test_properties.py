@@ -9,9 +9,9 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tokenledger import Ledger, Settings
-from tokenledger.pricing import Pricer
-from tokenledger.usage import parse_event
+from fleetledger import Ledger, Settings
+from fleetledger.core.usage import parse_event
+from fleetledger.pricing import Pricer
 
 MODELS = [
     ("openai", "gpt-4o"),
@@ -104,7 +104,7 @@ def test_grouped_sums_equal_total_exactly(tmp_path_factory, items, by, start, le
 )
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_ingesting_the_same_file_twice_changes_nothing(tmp_path_factory, lines):
-    from tokenledger.files import read_events
+    from fleetledger.ingest.files import read_events
 
     folder = tmp_path_factory.mktemp("file")
     path = folder / "usage.jsonl"

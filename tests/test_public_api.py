@@ -1,11 +1,11 @@
-"""The public surface: what users import from `tokenledger` exists and nothing else leaks in."""
+"""The public surface: what users import from `fleetledger` exists and nothing else leaks in."""
 
-import tokenledger
+import fleetledger
 
 
 def test_all_names_are_importable():
-    for name in tokenledger.__all__:
-        assert getattr(tokenledger, name) is not None, name
+    for name in fleetledger.__all__:
+        assert getattr(fleetledger, name) is not None, name
 
 
 def test_the_documented_names_are_public():
@@ -17,10 +17,10 @@ def test_the_documented_names_are_public():
         "Reservation",
         "BudgetExceeded",
         "BudgetThrottled",
-        "TokenLedgerError",
+        "FleetLedgerError",
         "InvalidEvent",
         "InvalidInput",
         "Settings",
     }
-    assert expected <= set(tokenledger.__all__)
-    assert issubclass(tokenledger.BudgetExceeded, tokenledger.TokenLedgerError)
+    assert expected <= set(fleetledger.__all__)
+    assert issubclass(fleetledger.BudgetExceeded, fleetledger.FleetLedgerError)

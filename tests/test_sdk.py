@@ -16,7 +16,7 @@ from pathlib import Path
 import anthropic.types
 import openai.types.chat
 
-from tokenledger import Ledger, Settings
+from fleetledger import Ledger, Settings
 
 FIXTURES = Path(__file__).parent / "providers" / "fixtures"
 
@@ -86,7 +86,7 @@ def test_asyncio_tasks_keep_their_own_attribution(tmp_path):
 
 CRASHER = textwrap.dedent("""
     import os, sys
-    from tokenledger import Ledger, Settings
+    from fleetledger import Ledger, Settings
     settings = Settings(database_url=sys.argv[1], spool_dir=sys.argv[2], flush_interval_s=60, batch_size=10000)
     ledger = Ledger(settings=settings)
     for i in range(3000):

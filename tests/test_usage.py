@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from tokenledger.errors import InvalidEvent
-from tokenledger.usage import parse_event
+from fleetledger.core.errors import InvalidEvent
+from fleetledger.core.usage import parse_event
 
 BASE = {"timestamp": "2026-10-01T12:00:00+02:00", "provider": "openai", "model": "gpt-4o"}
 

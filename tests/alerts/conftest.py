@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from tokenledger.alerts import AlertEngine, EventBus
-from tokenledger.store.store import Store
+from fleetledger.alerts import AlertEngine, EventBus
+from fleetledger.storage.store import Store
 
 
 @dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from tokenledger import Ledger, Settings
-from tokenledger.alerts.channels import verify_signature
-from tokenledger.errors import BudgetExceeded
+from fleetledger import Ledger, Settings
+from fleetledger.alerts.channels import verify_signature
+from fleetledger.core.errors import BudgetExceeded
 
 
 def test_budget_thresholds_reach_a_webhook_once_per_level(db_url, tmp_path, clock, receiver, http):
@@ -36,9 +36,9 @@ def test_budget_thresholds_reach_a_webhook_once_per_level(db_url, tmp_path, cloc
         for request in receiver.requests:
             assert verify_signature(
                 "s3cret",
-                request.headers["X-TokenLedger-Timestamp"],
+                request.headers["X-FleetLedger-Timestamp"],
                 request.body,
-                request.headers["X-TokenLedger-Signature"],
+                request.headers["X-FleetLedger-Signature"],
                 now=clock(),
             )
         assert [a.severity for a in ledger.alerts.history()] == ["exceeded", "critical", "warning"]

@@ -6,8 +6,8 @@ import asyncio
 import logging
 import threading
 
-from tokenledger.alerts import bus as bus_module
-from tokenledger.alerts.bus import (
+from fleetledger.core import bus as bus_module
+from fleetledger.core.bus import (
     ALERT_FIRED,
     BUDGET_ADJUSTED,
     BUDGET_CRITICAL,
@@ -61,7 +61,7 @@ def test_a_failing_subscriber_does_not_break_publish(caplog):
 
     bus.subscribe(BUDGET_EXCEEDED, broken)
     bus.subscribe(BUDGET_EXCEEDED, seen.append)
-    with caplog.at_level(logging.ERROR, logger="tokenledger.alerts.bus"):
+    with caplog.at_level(logging.ERROR, logger="fleetledger.core.bus"):
         assert bus.publish(BUDGET_EXCEEDED, {"name": "research"}) == 1
     assert seen == [{"name": "research"}]
     assert "listener bug" in caplog.text
@@ -118,9 +118,12 @@ def test_subscribe_queue_forwards_from_other_threads():
 def test_every_alerts_module_declares_its_public_names():
     import importlib
 
-    for name in ("bus", "channels", "engine", "outbox", "records", "rules", "tables"):
-        module = importlib.import_module(f"tokenledger.alerts.{name}")
+    names = ["fleetledger.core.bus"] + [
+        f"fleetledger.alerts.{name}" for name in ("channels", "engine", "outbox", "records", "rules", "tables")
+    ]
+    for name in names:
+        module = importlib.import_module(name)
         assert module.__doc__ and module.__all__, name
         assert all(hasattr(module, item) for item in module.__all__), name
-    package = importlib.import_module("tokenledger.alerts")
+    package = importlib.import_module("fleetledger.alerts")
     assert all(hasattr(package, item) for item in package.__all__)

@@ -7,15 +7,15 @@ from datetime import timedelta
 
 import pytest
 
-from tokenledger.alerts.channels import (
+from fleetledger.alerts.channels import (
     EmailChannel,
     PagerDutyChannel,
     sign,
     validate_channel_config,
     verify_signature,
 )
-from tokenledger.alerts.outbox import deliver_due
-from tokenledger.errors import InvalidInput
+from fleetledger.alerts.outbox import deliver_due
+from fleetledger.core.errors import InvalidInput
 
 
 def fire(engine, channel: str, severity: str = "warning", key: str = "k1"):
@@ -41,8 +41,8 @@ def test_webhook_is_signed_and_verifiable(engine, store, clock, http, receiver):
     [request] = receiver.requests
     assert request.path == "/alerts"
     assert request.headers["Content-Type"] == "application/json"
-    timestamp = request.headers["X-TokenLedger-Timestamp"]
-    signature = request.headers["X-TokenLedger-Signature"]
+    timestamp = request.headers["X-FleetLedger-Timestamp"]
+    signature = request.headers["X-FleetLedger-Signature"]
     assert timestamp == str(int(clock().timestamp()))
     assert signature.startswith("sha256=")
     assert verify_signature("s3cret", timestamp, request.body, signature, now=clock())
@@ -103,7 +103,7 @@ def test_pagerduty_events_v2_shape(engine, store, clock, http, receiver):
     assert body["event_action"] == "trigger"
     assert body["dedup_key"].startswith(f"tla-{alert.id}-")
     assert body["payload"]["severity"] == theirs
-    assert body["payload"]["source"] == "tokenledger"
+    assert body["payload"]["source"] == "fleetledger"
     assert body["payload"]["summary"] == f"[{ours.upper()}] Research spend $512.00 today"
     assert body["payload"]["custom_details"]["message"] == "Spend is above the $500 daily threshold."
     assert body["payload"]["custom_details"]["data"] == {"spent_usd": "512.000000000"}
@@ -134,7 +134,7 @@ def test_email_through_a_real_smtp_server(engine, store, clock, http, smtp_serve
     assert sender == "alerts@example.com"
     assert recipients == ["cfo@example.com", "ops@example.com"]
     [message] = mailbox.messages()
-    assert message["Subject"] == "[TokenLedger] [CRITICAL] Research spend $512.00 today"
+    assert message["Subject"] == "[FleetLedger] [CRITICAL] Research spend $512.00 today"
     assert message["To"] == "cfo@example.com, ops@example.com"
     body = message.get_payload(decode=True).decode()
     assert "Spend is above the $500 daily threshold." in body
@@ -143,11 +143,11 @@ def test_email_through_a_real_smtp_server(engine, store, clock, http, smtp_serve
     [delivery] = engine.history()[0].deliveries
     assert delivery.status == "delivered"
     key = f"tla-{alert.id}-"
-    assert message["Message-ID"].endswith("@tokenledger.alerts>")
+    assert message["Message-ID"].endswith("@fleetledger.alerts>")
     with store.read() as conn:
         from sqlalchemy import select
 
-        from tokenledger.alerts.tables import alert_outbox
+        from fleetledger.alerts.tables import alert_outbox
 
         stored_key = conn.execute(select(alert_outbox.c.idempotency_key)).scalar_one()
     assert stored_key.startswith(key)
@@ -172,16 +172,16 @@ def test_email_server_down_is_retried_and_missing_password_is_permanent(engine, 
             "from": "a@example.com",
             "to": "b@example.com",
             "username": "alerts",
-            "password_env": "TOKENLEDGER_TEST_SMTP_PASSWORD",
+            "password_env": "FLEETLEDGER_TEST_SMTP_PASSWORD",
         },
     )
-    monkeypatch.delenv("TOKENLEDGER_TEST_SMTP_PASSWORD", raising=False)
+    monkeypatch.delenv("FLEETLEDGER_TEST_SMTP_PASSWORD", raising=False)
     fire(engine, "down", key="a")
     fire(engine, "nopass", key="b")
     outcomes = {o.channel: o for o in deliver_due(store, now=clock(), http=http).outcomes}
     assert outcomes["down"].status == "pending"
     assert outcomes["nopass"].status == "failed"
-    assert "TOKENLEDGER_TEST_SMTP_PASSWORD" in outcomes["nopass"].detail
+    assert "FLEETLEDGER_TEST_SMTP_PASSWORD" in outcomes["nopass"].detail
 
 
 @pytest.mark.parametrize(

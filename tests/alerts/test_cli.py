@@ -1,4 +1,4 @@
-"""``tokenledger alerts ...`` round trip, on a local Typer app built like the real one."""
+"""``fleetledger alerts ...`` round trip, on a local Typer app built like the real one."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tokenledger.alerts import verify_signature
-from tokenledger.cli._common import State
-from tokenledger.cli.alerts import register
+from fleetledger.alerts import verify_signature
+from fleetledger.cli._common import State
+from fleetledger.cli.alerts import register
 
 runner = CliRunner()
 
@@ -29,7 +29,7 @@ def make_app() -> typer.Typer:
 
 @pytest.fixture
 def cli(db_url, tmp_path, monkeypatch):
-    monkeypatch.setenv("TOKENLEDGER_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("FLEETLEDGER_SPOOL_DIR", str(tmp_path / "spool"))
     app = make_app()
 
     def run(*args: str, code: int = 0) -> str:
@@ -69,9 +69,9 @@ def test_alerts_round_trip(cli, receiver):
     assert request.path == "/in"
     assert verify_signature(
         "s3cret",
-        request.headers["X-TokenLedger-Timestamp"],
+        request.headers["X-FleetLedger-Timestamp"],
         request.body,
-        request.headers["X-TokenLedger-Signature"],
+        request.headers["X-FleetLedger-Signature"],
         now=datetime.now(UTC),
     )
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from tokenledger.alerts import ALERT_FIRED, BUDGET_CRITICAL, BUDGET_EXCEEDED, BUDGET_WARNING, Finding
-from tokenledger.alerts.outbox import deliver_due
-from tokenledger.alerts.tables import alert_channels, alert_outbox, alert_rules, alerts
-from tokenledger.errors import Conflict, InvalidInput, NotFound
+from fleetledger.alerts import ALERT_FIRED, BUDGET_CRITICAL, BUDGET_EXCEEDED, BUDGET_WARNING, Finding
+from fleetledger.alerts.outbox import deliver_due
+from fleetledger.alerts.tables import alert_channels, alert_outbox, alert_rules, alerts
+from fleetledger.core.errors import Conflict, InvalidInput, NotFound
 
 
 def counts(store) -> dict[str, int]:
@@ -213,7 +213,7 @@ def test_budget_events_from_the_bus_fire_matching_rules(hooked, bus, store, cloc
 
 
 def test_closing_the_engine_unsubscribes(store, clock, bus, http):
-    from tokenledger.alerts import AlertEngine
+    from fleetledger.alerts import AlertEngine
 
     engine = AlertEngine(store, clock=clock, bus=bus, http=http)
     assert bus.subscriber_count() == 3

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tokenledger import Ledger, Settings
-from tokenledger.alerts import AlertEngine
-from tokenledger.alerts.rules import period_start, previous_period_start
+from fleetledger import Ledger, Settings
+from fleetledger.alerts import AlertEngine
+from fleetledger.alerts.rules import period_start, previous_period_start
 
 DAY = datetime(2026, 10, 15, tzinfo=UTC)  # the clock fixture's day; it reads 12:00
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from tokenledger.alerts.channels import DeliveryResult
-from tokenledger.alerts.outbox import OutboxWorker, backoff_s, claim_due, deliver_due, send_claim, settle
-from tokenledger.alerts.tables import alert_outbox
+from fleetledger.alerts.channels import DeliveryResult
+from fleetledger.alerts.outbox import OutboxWorker, backoff_s, claim_due, deliver_due, send_claim, settle
+from fleetledger.alerts.tables import alert_outbox
 
 from .conftest import Receiver
 

@@ -10,10 +10,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from tokenledger import Ledger, Settings
-from tokenledger.budgets.tables import approvals, audit_log, budget_changes, budgets, reservations
-from tokenledger.errors import BudgetExceeded, BudgetThrottled, Conflict, InvalidInput, StorageUnavailable
-from tokenledger.store.schema import events
+from fleetledger import Ledger, Settings
+from fleetledger.budgets.tables import approvals, audit_log, budget_changes, budgets, reservations
+from fleetledger.core.errors import BudgetExceeded, BudgetThrottled, Conflict, InvalidInput, StorageUnavailable
+from fleetledger.storage.schema import events
 
 PRICE = Decimal("0.03")  # each request reserves and spends 3 cents; $1.00 fits 33 of them
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from typer.testing import CliRunner
 
-from tokenledger.cli import app
+from fleetledger.cli import app
 
 runner = CliRunner()
 
@@ -16,8 +16,8 @@ runner = CliRunner()
 @pytest.fixture
 def db(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("TOKENLEDGER_DATABASE_URL", url)
-    monkeypatch.setenv("TOKENLEDGER_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("FLEETLEDGER_DATABASE_URL", url)
+    monkeypatch.setenv("FLEETLEDGER_SPOOL_DIR", str(tmp_path / "spool"))
     assert runner.invoke(app, ["init"]).exit_code == 0
     return url
 

@@ -8,15 +8,15 @@ import shutil
 import httpx
 import pytest
 
+from fleetledger import Ledger, Settings
+from fleetledger.access.keys import create_key
+from fleetledger.demo.generator import DemoSpec, load_demo
+from fleetledger.server import create_app
 from support import running
-from tokenledger import Ledger, Settings
-from tokenledger.access import create_key
-from tokenledger.demo import DemoSpec, load_demo
-from tokenledger.server import create_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-SCREENSHOTS = os.environ.get("TOKENLEDGER_SCREENSHOTS")
+SCREENSHOTS = os.environ.get("FLEETLEDGER_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def open_page(browser, base, key, path="/dashboard/cost"):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.add_init_script(f"sessionStorage.setItem('tokenledger-key', {key!r})")
+    page.add_init_script(f"sessionStorage.setItem('fleetledger-key', {key!r})")
     page.goto(base + path)
     page.wait_for_function("document.body.dataset.loaded")
     return page, errors

@@ -11,11 +11,11 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from fleetledger import Ledger, Settings
+from fleetledger.access.keys import create_key
+from fleetledger.demo.generator import DemoSpec, load_demo
+from fleetledger.server import create_app
 from support import running
-from tokenledger import Ledger, Settings
-from tokenledger.access import create_key
-from tokenledger.demo import DemoSpec, load_demo
-from tokenledger.server import create_app
 
 from .test_dashboard import SCREENSHOTS, open_page, wait_render
 

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import uvicorn
 
-from tokenledger import Ledger, Settings
-from tokenledger.gateway.config import GatewayConfig, parse_config
-from tokenledger.gateway.keys import create_key
-from tokenledger.gateway.proxy import Gateway
-from tokenledger.gateway.simulator import RunningSimulator, normalized_usage, run_simulator_in_thread
-from tokenledger.usage import parse_event
+from fleetledger import Ledger, Settings
+from fleetledger.core.usage import parse_event
+from fleetledger.gateway.config import GatewayConfig, parse_config
+from fleetledger.gateway.keys import create_key
+from fleetledger.gateway.proxy import Gateway
+from fleetledger.testing.simulator import RunningSimulator, normalized_usage, run_simulator_in_thread
 
 DIMS = {"department": "research", "project": "search", "agent": "summarizer", "environment": "production"}
 
@@ -96,7 +96,7 @@ def expected_nanos(ledger: Ledger, endpoint: str, body: dict[str, Any], provider
 def gateway_events(ledger: Ledger) -> list[dict[str, Any]]:
     from sqlalchemy import select
 
-    from tokenledger.store.schema import events
+    from fleetledger.storage.schema import events
 
     ledger.flush()
     with ledger.store.read() as conn:

@@ -1,6 +1,6 @@
 """The gateway response cache: request keys, the SQLite and Redis exact caches, the semantic cache.
 
-Real SQLite files and a real Redis (``TOKENLEDGER_TEST_REDIS_URL``, default redis://127.0.0.1:6379/0).
+Real SQLite files and a real Redis (``FLEETLEDGER_TEST_REDIS_URL``, default redis://127.0.0.1:6379/0).
 Without a reachable Redis the Redis tests skip locally and fail under ``CI=true``.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tokenledger.errors import InvalidInput
-from tokenledger.gateway.cache import (
+from fleetledger.core.errors import InvalidInput
+from fleetledger.gateway.cache.store import (
     CachedResponse,
     RedisExactCache,
     SQLiteExactCache,
@@ -29,7 +29,7 @@ from tokenledger.gateway.cache import (
     request_key,
 )
 
-REDIS_URL = os.environ.get("TOKENLEDGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = os.environ.get("FLEETLEDGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CHAT = "/v1/chat/completions"
 
@@ -129,7 +129,7 @@ def test_key_rejects_bodies_that_are_not_json():
 
 
 def test_entry_round_trip_and_corruption_detected():
-    from tokenledger.gateway.cache import CorruptEntry
+    from fleetledger.gateway.cache.store import CorruptEntry
 
     response = answer()
     assert CachedResponse.from_bytes(response.to_bytes()) == response
@@ -222,7 +222,7 @@ async def test_sqlite_corrupt_entry_is_a_logged_miss(sqlite_cache, tmp_path, cap
     await sqlite_cache.put(key, answer(), ttl_s=60)
     with sqlite3.connect(tmp_path / "cache.db") as conn:
         conn.execute("UPDATE cache_entries SET value = substr(value, 1, length(value) - 5) WHERE key = ?", (key,))
-    with caplog.at_level(logging.WARNING, logger="tokenledger.gateway.cache"):
+    with caplog.at_level(logging.WARNING, logger="fleetledger.gateway.cache.store"):
         assert await sqlite_cache.get(key) is None
     assert "corrupt entry" in caplog.text
     sqlite_cache.flush()
@@ -236,7 +236,7 @@ async def test_sqlite_unreadable_file_is_a_miss_not_an_error(tmp_path, caplog):
     await cache.put("k", answer(), ttl_s=60)
     with sqlite3.connect(tmp_path / "cache.db") as conn:
         conn.execute("DROP TABLE cache_entries")
-    with caplog.at_level(logging.WARNING, logger="tokenledger.gateway.cache"):
+    with caplog.at_level(logging.WARNING, logger="fleetledger.gateway.cache.store"):
         assert await cache.get("k") is None
         await cache.put("k", answer(), ttl_s=60)  # logged and dropped
     assert "read failed" in caplog.text and "write failed" in caplog.text
@@ -249,7 +249,7 @@ async def test_sqlite_unreadable_file_is_a_miss_not_an_error(tmp_path, caplog):
 _CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from tokenledger.gateway.cache import CachedResponse, SQLiteExactCache
+    from fleetledger.gateway.cache.store import CachedResponse, SQLiteExactCache
 
     def entry(body):
         return CachedResponse(200, {}, body.encode(), "openai", "m", len(body), {}, 0)
@@ -350,7 +350,7 @@ def _redis_or_skip() -> None:
         client.ping()
         client.close()
     except (redis.RedisError, OSError) as exc:
-        message = f"Redis at {REDIS_URL} is not reachable ({exc}); set TOKENLEDGER_TEST_REDIS_URL"
+        message = f"Redis at {REDIS_URL} is not reachable ({exc}); set FLEETLEDGER_TEST_REDIS_URL"
         if IN_CI:
             pytest.fail(f"CI=true but {message}: Redis tests are required in CI")
         pytest.skip(f"Redis tests skipped: {message}")
@@ -362,7 +362,7 @@ async def redis_prefix():
     _redis_or_skip()
     import redis.asyncio as redis_asyncio
 
-    prefix = f"tokenledger-test:{uuid.uuid4().hex[:12]}:"
+    prefix = f"fleetledger-test:{uuid.uuid4().hex[:12]}:"
     yield prefix
     client = redis_asyncio.Redis.from_url(REDIS_URL)
     keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
@@ -394,7 +394,7 @@ async def test_redis_corrupt_entry_is_a_logged_miss(redis_prefix, caplog):
     try:
         await cache.put("k", answer(), ttl_s=60)
         await cache.redis.set(f"{redis_prefix}e:k", answer().to_bytes()[:-3], ex=60)
-        with caplog.at_level(logging.WARNING, logger="tokenledger.gateway.cache"):
+        with caplog.at_level(logging.WARNING, logger="fleetledger.gateway.cache.store"):
             assert await cache.get("k") is None
         assert "corrupt entry" in caplog.text
         assert await cache.redis.exists(f"{redis_prefix}e:k") == 0
@@ -424,7 +424,7 @@ async def test_redis_byte_bound_evicts_least_recently_used(redis_prefix, clock):
 async def test_redis_unreachable_is_a_miss(caplog):
     cache = RedisExactCache("redis://127.0.0.1:1/0")
     try:
-        with caplog.at_level(logging.WARNING, logger="tokenledger.gateway.cache"):
+        with caplog.at_level(logging.WARNING, logger="fleetledger.gateway.cache.store"):
             assert await cache.get("k") is None
             await cache.put("k", answer(), ttl_s=60)
         assert "read failed" in caplog.text and "write failed" in caplog.text
@@ -452,8 +452,8 @@ async def test_build_exact_cache(tmp_path, redis_prefix):
 
 
 def test_cache_text_is_the_last_user_turn_with_a_scope():
-    from tokenledger.gateway.cache import cache_text
-    from tokenledger.gateway.semantic import split_cache_text
+    from fleetledger.gateway.cache.semantic import split_cache_text
+    from fleetledger.gateway.cache.store import cache_text
 
     text = cache_text(CHAT, chat())
     scope, question = split_cache_text(text)
@@ -494,7 +494,7 @@ def test_cache_text_is_the_last_user_turn_with_a_scope():
 
 
 def test_cache_text_refuses_what_must_not_be_answered_by_similarity():
-    from tokenledger.gateway.cache import cache_text
+    from fleetledger.gateway.cache.store import cache_text
 
     system, user = chat()["messages"]
     refused = [
@@ -550,7 +550,7 @@ def test_cache_text_refuses_what_must_not_be_answered_by_similarity():
 
 
 def test_hashing_embedder_is_deterministic_and_normalized():
-    from tokenledger.gateway.cache import Embedder, HashingEmbedder
+    from fleetledger.gateway.cache.store import Embedder, HashingEmbedder
 
     embedder = HashingEmbedder(dim=256)
     assert isinstance(embedder, Embedder)
@@ -562,7 +562,7 @@ def test_hashing_embedder_is_deterministic_and_normalized():
         [
             sys.executable,
             "-c",
-            "from tokenledger.gateway.cache import HashingEmbedder as H; "
+            "from fleetledger.gateway.cache.store import HashingEmbedder as H; "
             "print(repr(H(dim=256).embed(['Write a haiku about autumn leaves'])[0][:5]))",
         ],
         capture_output=True,
@@ -575,7 +575,7 @@ def test_hashing_embedder_is_deterministic_and_normalized():
 
 @pytest.fixture
 def semantic(tmp_path, clock):
-    from tokenledger.gateway.cache import HashingEmbedder, SemanticCache
+    from fleetledger.gateway.cache.store import HashingEmbedder, SemanticCache
 
     caches = []
 
@@ -591,7 +591,7 @@ def semantic(tmp_path, clock):
 
 
 def ask(question: str, **overrides) -> str:
-    from tokenledger.gateway.cache import cache_text
+    from fleetledger.gateway.cache.store import cache_text
 
     body = chat(messages=[{"role": "system", "content": "You are a poet."}, {"role": "user", "content": question}])
     body.update(overrides)
@@ -614,7 +614,7 @@ async def test_semantic_near_duplicate_hits_and_unrelated_misses(semantic):
 async def test_semantic_cache_takes_any_store_with_the_protocol_methods(tmp_path, clock):
     """A custom store implementing exactly SemanticStore is accepted (it was refused for lacking a
     ``touch`` method the protocol does not have); one missing a protocol method is refused."""
-    from tokenledger.gateway.cache import HashingEmbedder, SemanticCache, SQLiteSemanticStore
+    from fleetledger.gateway.cache.store import HashingEmbedder, SemanticCache, SQLiteSemanticStore
 
     inner = SQLiteSemanticStore(tmp_path / "custom.db")
 
@@ -665,7 +665,7 @@ async def test_semantic_never_crosses_model_namespace_or_scope(semantic):
 
 
 def cache_text_with_system(system: str, question: str) -> str:
-    from tokenledger.gateway.cache import cache_text
+    from fleetledger.gateway.cache.store import cache_text
 
     messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
     return cache_text(CHAT, chat(messages=messages))
@@ -710,7 +710,7 @@ async def test_semantic_corrupt_entry_and_shared_file(semantic, caplog):
     assert hit is not None and hit[0] == answer("Red leaves fall")
     with sqlite3.connect(writer.store.path) as conn:
         conn.execute("UPDATE semantic_entries SET value = X'00010203'")
-    with caplog.at_level(logging.WARNING, logger="tokenledger.gateway.cache"):
+    with caplog.at_level(logging.WARNING, logger="fleetledger.gateway.cache.store"):
         assert await reader.lookup("t", "m", text) is None
     assert "corrupt entry" in caplog.text
     reader.store.flush()
@@ -722,7 +722,7 @@ async def test_semantic_corrupt_entry_and_shared_file(semantic, caplog):
 
 async def test_semantic_cache_shares_an_exact_cache_backend(tmp_path, clock):
     """The gateway hands the semantic cache its exact cache: same file (own table), same lifetime rules."""
-    from tokenledger.gateway.cache import HashingEmbedder, SemanticCache
+    from fleetledger.gateway.cache.store import HashingEmbedder, SemanticCache
 
     exact = SQLiteExactCache(tmp_path / "gateway-cache.db", clock=clock)
     cache = SemanticCache(HashingEmbedder(), exact, threshold=0.9, clock=clock)
@@ -737,7 +737,7 @@ async def test_semantic_cache_shares_an_exact_cache_backend(tmp_path, clock):
 
 
 async def test_semantic_on_redis(redis_prefix, clock, caplog):
-    from tokenledger.gateway.cache import HashingEmbedder, RedisSemanticStore, SemanticCache
+    from fleetledger.gateway.cache.store import HashingEmbedder, RedisSemanticStore, SemanticCache
 
     exact = RedisExactCache(REDIS_URL, prefix=redis_prefix, clock=clock)
     first = SemanticCache(HashingEmbedder(), exact, threshold=0.85, ttl_s=60, max_entries=5, clock=clock)
@@ -765,7 +765,7 @@ async def test_semantic_on_redis(redis_prefix, clock, caplog):
         assert await second.lookup("tenant-a", "gpt-4o-mini", ask("entry 0 about topic 0")) is None
         newest = max(int(i) for i in await exact.redis.zrange(f"{redis_prefix}sem:ids", 0, -1))
         await exact.redis.hset(f"{redis_prefix}sem:e:{newest}", "d", b"garbage")
-        with caplog.at_level(logging.WARNING, logger="tokenledger.gateway.cache"):
+        with caplog.at_level(logging.WARNING, logger="fleetledger.gateway.cache.store"):
             assert await second.lookup("tenant-a", "gpt-4o-mini", ask("entry 6 about topic 47514")) is None
         assert "corrupt entry" in caplog.text
         assert await exact.redis.exists(f"{redis_prefix}sem:e:{newest}") == 0
@@ -776,7 +776,7 @@ async def test_semantic_on_redis(redis_prefix, clock, caplog):
 
 
 async def test_semantic_failures_are_misses_and_warm_loads_the_index(tmp_path, clock, caplog):
-    from tokenledger.gateway.cache import HashingEmbedder, SemanticCache
+    from fleetledger.gateway.cache.store import HashingEmbedder, SemanticCache
 
     class BrokenEmbedder:
         name = "broken"
@@ -785,7 +785,7 @@ async def test_semantic_failures_are_misses_and_warm_loads_the_index(tmp_path, c
             raise RuntimeError("model server down")
 
     broken = SemanticCache(BrokenEmbedder(), tmp_path / "s.db", clock=clock)
-    with caplog.at_level(logging.WARNING, logger="tokenledger.gateway.cache"):
+    with caplog.at_level(logging.WARNING, logger="fleetledger.gateway.cache.store"):
         await broken.put("t", "m", ask("Write a haiku"), answer())  # logged, dropped
         assert await broken.lookup("t", "m", ask("Write a haiku")) is None  # logged, a miss
     assert "model server down" in caplog.text

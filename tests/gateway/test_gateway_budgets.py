@@ -10,7 +10,7 @@ import openai
 import pytest
 from sqlalchemy import select
 
-from tokenledger.budgets.tables import reservations
+from fleetledger.budgets.tables import reservations
 
 from .gateway_support import config_for, expected_nanos, gateway_events, serve_gateway, usd
 
@@ -52,9 +52,9 @@ def test_a_block_budget_refuses_with_the_budget_named(gw_ledger, running, client
         oa.chat.completions.create(**CHAT)
     error = refused.value.body
     assert "research-cap" in error["message"] and error["code"] == "budget_exceeded"
-    assert error["tokenledger"]["budget"] == "research-cap"
-    assert error["tokenledger"]["remaining_usd"] == "0.000001000"
-    assert error["tokenledger"]["resets_at"]
+    assert error["fleetledger"]["budget"] == "research-cap"
+    assert error["fleetledger"]["remaining_usd"] == "0.000001000"
+    assert error["fleetledger"]["resets_at"]
     with pytest.raises(anthropic.RateLimitError) as refused_an:
         an.messages.create(model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
     assert refused_an.value.body["error"]["type"] == "rate_limit_error"
@@ -70,8 +70,8 @@ def test_the_actual_cost_is_committed_once_and_the_hold_released(gw_ledger, runn
     raw = oa.chat.completions.with_raw_response.create(**CHAT, max_tokens=30)
     running.settle()
     cost = expected_nanos(gw_ledger, "chat", {**CHAT, "max_tokens": 30}, "openai", "gpt-4o")
-    assert raw.headers["x-tokenledger-cost-usd"] == f"{usd(cost):.9f}"
-    assert raw.headers["x-tokenledger-budget-remaining-usd"] == f"{usd(100_000_000_000 - cost):.9f}"
+    assert raw.headers["x-fleetledger-cost-usd"] == f"{usd(cost):.9f}"
+    assert raw.headers["x-fleetledger-budget-remaining-usd"] == f"{usd(100_000_000_000 - cost):.9f}"
     assert _spent(gw_ledger, "research") == (cost, 0)
     assert _reservation_states(gw_ledger) == ["committed"]
     with oa.chat.completions.create(**CHAT, stream=True) as stream:
@@ -87,7 +87,7 @@ def test_a_downgrade_budget_rewrites_the_model_and_says_so(gw_ledger, running, c
     oa, _ = clients
     _budget(gw_ledger, running, name="research", amount="0.000001", action="downgrade", downgrade_model="gpt-4o-mini")
     raw = oa.chat.completions.with_raw_response.create(**CHAT)
-    assert raw.headers["x-tokenledger-downgraded-from"] == "gpt-4o"
+    assert raw.headers["x-fleetledger-downgraded-from"] == "gpt-4o"
     assert raw.parse().model == "gpt-4o-mini"
     assert simulator.requests[-1]["body"]["model"] == "gpt-4o-mini"
     running.settle()

@@ -7,9 +7,9 @@ import json
 import openai
 import pytest
 
-from tokenledger.gateway.keys import create_key
-from tokenledger.gateway.policies import create_policy
-from tokenledger.gateway.savings import cache_savings
+from fleetledger.gateway.keys import create_key
+from fleetledger.gateway.policies import create_policy
+from fleetledger.gateway.savings import cache_savings
 
 from .gateway_support import DIMS, config_for, gateway_events, serve_gateway, usd
 
@@ -31,14 +31,14 @@ def test_exact_hit_is_served_and_recorded_with_its_saving(gw_ledger, running, si
         first = client.chat.completions.with_raw_response.create(**CHAT)
         running.settle()  # the cache write happens after the response
         second = client.chat.completions.with_raw_response.create(**CHAT)
-        assert second.headers["x-tokenledger-cache"] == "exact"
-        assert second.headers["x-tokenledger-cost-usd"] == "0.000000000"
-        assert second.headers["x-tokenledger-saved-usd"] == first.headers["x-tokenledger-cost-usd"]
+        assert second.headers["x-fleetledger-cache"] == "exact"
+        assert second.headers["x-fleetledger-cost-usd"] == "0.000000000"
+        assert second.headers["x-fleetledger-saved-usd"] == first.headers["x-fleetledger-cost-usd"]
         assert second.parse().choices[0].message.content == first.parse().choices[0].message.content
         assert len(simulator.requests) == 1
         # Another key's cache partition is its own: no answer crosses keys.
         third = stranger.chat.completions.with_raw_response.create(**CHAT)
-        assert "x-tokenledger-cache" not in third.headers
+        assert "x-fleetledger-cache" not in third.headers
         assert len(simulator.requests) == 2
     running.settle()
     events = gateway_events(gw_ledger)
@@ -63,7 +63,7 @@ def test_a_cache_policy_switches_caching_on_for_its_scope(gw_ledger, running, si
         client.chat.completions.create(**CHAT)
         running.settle()
         again = client.chat.completions.with_raw_response.create(**CHAT)
-        assert again.headers["x-tokenledger-cache"] == "exact"
+        assert again.headers["x-fleetledger-cache"] == "exact"
         # A streaming client gets the cached answer replayed as events, usage chunk only if asked.
         chunks = list(client.chat.completions.create(**CHAT, stream=True))
         assert "".join(c.choices[0].delta.content or "" for c in chunks) == again.parse().choices[0].message.content
@@ -98,10 +98,10 @@ def test_semantic_hit_for_a_similar_question(gw_ledger, running, simulator):
         running.settle()
         similar = {**CHAT, "messages": [{"role": "user", "content": "What is the capital of France ?"}]}
         hit = client.chat.completions.with_raw_response.create(**similar, temperature=0)
-        assert hit.headers["x-tokenledger-cache"] == "semantic"
+        assert hit.headers["x-fleetledger-cache"] == "semantic"
         unrelated = {**CHAT, "messages": [{"role": "user", "content": "How do I bake sourdough bread at home?"}]}
         miss = client.chat.completions.with_raw_response.create(**unrelated, temperature=0)
-        assert "x-tokenledger-cache" not in miss.headers
+        assert "x-fleetledger-cache" not in miss.headers
     assert len(simulator.requests) == 2
     running.settle()
     assert cache_savings(gw_ledger, since="1d")["by_kind"]["semantic"]["hits"] == 1
@@ -128,7 +128,7 @@ def test_two_gateways_share_the_exact_cache_through_redis(gw_ledger, simulator):
             one.chat.completions.create(**body)
             first.settle()
             hit = two.chat.completions.with_raw_response.create(**body)
-            assert hit.headers["x-tokenledger-cache"] == "exact"
+            assert hit.headers["x-fleetledger-cache"] == "exact"
         assert len(simulator.requests) == 1
     finally:
         first.stop()

@@ -10,10 +10,10 @@ import openai
 import pytest
 from typer.testing import CliRunner
 
-from tokenledger.cli import app as cli
-from tokenledger.errors import InvalidInput
-from tokenledger.gateway.config import load_config, parse_config
-from tokenledger.gateway.keys import create_key, revoke_key
+from fleetledger.cli import app as cli
+from fleetledger.core.errors import InvalidInput
+from fleetledger.gateway.config import load_config, parse_config
+from fleetledger.gateway.keys import create_key, revoke_key
 
 from .gateway_support import DIMS, config_for, gateway_events, serve_gateway
 

@@ -7,7 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokenledger.gateway.metering import StreamMeter
+from fleetledger.gateway.metering import StreamMeter
 
 
 def _sse(*events: dict, done: bool = False, named: bool = False, crlf: bool = False) -> bytes:
@@ -129,7 +129,7 @@ def test_responses_stream_usage_from_the_completed_event():
 
 
 def test_budget_estimates_count_inline_images_per_image_not_per_byte():
-    from tokenledger.gateway.proxy import _text_size
+    from fleetledger.gateway.proxy import _text_size
 
     image = "data:image/png;base64," + "A" * 400_000
     body = {

@@ -8,8 +8,8 @@ import httpx
 import openai
 import pytest
 
-from tokenledger.errors import InvalidInput, NotFound
-from tokenledger.gateway.policies import PolicyBook, create_policy, delete_policy, list_policies
+from fleetledger.core.errors import InvalidInput, NotFound
+from fleetledger.gateway.policies import PolicyBook, create_policy, delete_policy, list_policies
 
 from .gateway_support import config_for, expected_nanos, gateway_events, serve_gateway
 
@@ -66,7 +66,7 @@ def test_most_specific_scope_wins_and_switch_follows_the_downgrade(ledger):
 
 @pytest.mark.anyio
 async def test_rest_routes_follow_the_contract(ledger):
-    from tokenledger.server import create_app
+    from fleetledger.server import create_app
 
     app = create_app(ledger, local_only=True)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as api:
@@ -123,7 +123,7 @@ def test_running_gateway_applies_policies_without_restart(gw_ledger, simulator, 
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Draft a reply to the customer."}]}
     try:
         first = client.chat.completions.with_raw_response.create(**body)
-        assert "x-tokenledger-downgraded-from" not in first.headers
+        assert "x-fleetledger-downgraded-from" not in first.headers
         now = gw_ledger.clock()
         create_policy(
             gw_ledger.store,
@@ -141,7 +141,7 @@ def test_running_gateway_applies_policies_without_restart(gw_ledger, simulator, 
         )
         _wait_for(lambda: len(running.gateway.policies.policies) == 3)
         second = client.chat.completions.with_raw_response.create(**body)
-        assert second.headers["x-tokenledger-downgraded-from"] == "gpt-4o"
+        assert second.headers["x-fleetledger-downgraded-from"] == "gpt-4o"
         sent = simulator.requests[-1]["body"]
         assert sent["model"] == "gpt-4o-mini" and sent["max_completion_tokens"] == 7
         assert second.parse().usage.completion_tokens <= 7

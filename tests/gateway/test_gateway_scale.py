@@ -1,4 +1,4 @@
-"""Two gateway processes (``tokenledger gateway``) against one database never overspend a block budget."""
+"""Two gateway processes (``fleetledger gateway``) against one database never overspend a block budget."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 
-from tokenledger import Ledger, Settings
-from tokenledger.budgets.tables import reservations
-from tokenledger.gateway.keys import create_key
+from fleetledger import Ledger, Settings
+from fleetledger.budgets.tables import reservations
+from fleetledger.gateway.keys import create_key
 
 from .gateway_support import DIMS, expected_nanos, free_port, gateway_events
 
@@ -23,8 +23,8 @@ REQUESTS = 64
 
 
 def _start(db_url: str, config: Path, port: int, spool: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TOKENLEDGER_SPOOL_DIR": str(spool), "TL_TEST_OPENAI_KEY": "sk-upstream-secret"}
-    executable = Path(sys.executable).with_name("tokenledger")  # the installed console script
+    env = {**os.environ, "FLEETLEDGER_SPOOL_DIR": str(spool), "TL_TEST_OPENAI_KEY": "sk-upstream-secret"}
+    executable = Path(sys.executable).with_name("fleetledger")  # the installed console script
     command = [str(executable), "gateway", "--config", str(config), "--port", str(port)]
     return subprocess.Popen([*command, "--db", db_url], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

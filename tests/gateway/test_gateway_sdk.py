@@ -42,7 +42,7 @@ def test_openai_chat_is_metered_exactly(running, virtual_key, gw_ledger):
     running.settle()
     expected = expected_nanos(gw_ledger, "chat", {**CHAT, "max_tokens": 50}, "openai", "gpt-4o")
     assert expected > 0
-    assert raw.headers["x-tokenledger-cost-usd"] == f"{usd(expected):.9f}"
+    assert raw.headers["x-fleetledger-cost-usd"] == f"{usd(expected):.9f}"
     assert raw.headers["x-request-id"].startswith("req_")
     [event] = gateway_events(gw_ledger)
     assert event["cost_nanos"] == expected
@@ -149,8 +149,8 @@ def test_a_stream_ends_with_its_cost_as_an_sse_comment(running, virtual_key, gw_
     headers = {"authorization": f"Bearer {virtual_key}"}
     with httpx.stream("POST", f"{running.openai_base_url}/chat/completions", json=body, headers=headers) as response:
         text = response.read().decode()
-    comment = [line for line in text.splitlines() if line.startswith(": x-tokenledger-cost-usd ")]
+    comment = [line for line in text.splitlines() if line.startswith(": x-fleetledger-cost-usd ")]
     running.settle()
     [event] = gateway_events(gw_ledger)
-    assert comment == [f": x-tokenledger-cost-usd {usd(event['cost_nanos']):.9f}"]
+    assert comment == [f": x-fleetledger-cost-usd {usd(event['cost_nanos']):.9f}"]
     assert event["cost_nanos"] == expected_nanos(gw_ledger, "chat", body, "openai", "gpt-4o")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tokenledger.gateway.upstream import UpstreamError, UpstreamPool, UpstreamTimeout
+from fleetledger.gateway.upstream import UpstreamError, UpstreamPool, UpstreamTimeout
 
 BODY = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
 HEADERS = [(b"content-type", b"application/json")]

@@ -12,14 +12,14 @@ import httpx
 import openai
 import pytest
 
-from tokenledger.gateway.simulator import (
+from fleetledger.ingest.responses import extract_usage
+from fleetledger.testing.simulator import (
     SimulatorInputError,
     create_simulator_app,
     normalized_usage,
     run_simulator_in_thread,
     simulated_usage,
 )
-from tokenledger.providers.extract import extract_usage
 
 CHAT = {
     "model": "gpt-4o",
@@ -259,7 +259,7 @@ def test_embeddings_float_and_base64(oai):
 
 def test_models_in_each_provider_shape(oai, claude):
     assert "gpt-4o" in [m.id for m in oai.models.list()]
-    assert oai.models.retrieve("gpt-4o-mini").owned_by == "tokenledger-simulator"
+    assert oai.models.retrieve("gpt-4o-mini").owned_by == "fleetledger-simulator"
     assert "claude-haiku-4-5" in [m.id for m in claude.models.list()]
     with pytest.raises(openai.NotFoundError):
         oai.models.retrieve("no-such-model")
@@ -494,7 +494,7 @@ def test_the_cli_serves_the_simulator(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cli = Path(sys.executable).parent / "tokenledger"
+    cli = Path(sys.executable).parent / "fleetledger"
     env = {**os.environ, "SIM_TEST_KEY": "sk-cli"}
     argv = [str(cli), "simulator", "--port", str(port), "--api-key-env", "SIM_TEST_KEY", "--chunk-tokens", "2"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

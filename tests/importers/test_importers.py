@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from tokenledger import Ledger, Settings
-from tokenledger.errors import InvalidEvent, InvalidInput
-from tokenledger.importers import read_litellm_spend_logs, read_openai_usage
-from tokenledger.usage import parse_event
+from fleetledger import Ledger, Settings
+from fleetledger.core.errors import InvalidEvent, InvalidInput
+from fleetledger.core.usage import parse_event
+from fleetledger.ingest.importers import read_litellm_spend_logs, read_openai_usage
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SPEND_JSON = FIXTURES / "litellm_spend_logs.json"

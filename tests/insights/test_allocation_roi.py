@@ -12,11 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from tokenledger.cli import insights as insights_cli
-from tokenledger.errors import InvalidInput
-from tokenledger.insights import allocation, roi
-
-# -- largest remainder ----------------------------------------------------------------------------
+from fleetledger.analytics import allocation, roi
+from fleetledger.cli import insights as insights_cli
+from fleetledger.core.errors import InvalidInput
 
 _weights = st.dictionaries(
     st.text(min_size=1, max_size=4),

@@ -10,12 +10,12 @@ from decimal import Decimal
 
 import pytest
 
-from tokenledger import Ledger, Settings
-from tokenledger.bulk import ingest_files
-from tokenledger.demo import DemoSpec, generate, ground_truth
-from tokenledger.errors import InvalidInput
-from tokenledger.insights import anomalies
-from tokenledger.store.query import grouped_costs
+from fleetledger import Ledger, Settings
+from fleetledger.analytics.anomalies import detect as anomalies
+from fleetledger.core.errors import InvalidInput
+from fleetledger.demo.generator import DemoSpec, generate, ground_truth
+from fleetledger.ledger.parallel import ingest_files
+from fleetledger.storage.query import grouped_costs
 
 
 @pytest.fixture
@@ -67,8 +67,8 @@ def test_cli_and_api(spiky, clock, tmp_path):
 
     import httpx
 
-    from tokenledger.access import create_key
-    from tokenledger.server import create_app
+    from fleetledger.access.keys import create_key
+    from fleetledger.server import create_app
 
     key, _ = create_key(spiky.store, role="finops", now=clock.now)
     app = create_app(spiky, local_only=False)
@@ -91,8 +91,8 @@ def test_cli_and_api(spiky, clock, tmp_path):
 
 def test_the_scans_lean_sums_equal_grouped_costs_on_every_segment(spiky, clock):
     """The scan (and the sunburst) sum only the measures they use; same plan, same exact figures."""
-    from tokenledger.insights.charts import measure_sums
-    from tokenledger.timeutil import to_us
+    from fleetledger.analytics.charts import measure_sums
+    from fleetledger.core.time import to_us
 
     end = to_us(clock.now) - 17 * 60 * 10**6 - 123  # raw, hourly and daily segments
     start = end - 20 * 86_400 * 10**6 + 3_600 * 10**6 + 5
@@ -185,7 +185,7 @@ def demo(tmp_path_factory):
     ledger = Ledger(settings=settings, background=False, clock=lambda: DEMO_END)
     ingest_files(ledger, [source], source="demo")
     source.unlink()
-    ledger.store.set_meta("demo_ground_truth", ground_truth(spec))  # as `tokenledger demo` records it
+    ledger.store.set_meta("demo_ground_truth", ground_truth(spec))  # as `fleetledger demo` records it
     yield ledger
     ledger.close()
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from tokenledger.server import api_insights
+from fleetledger.server.routes import insights as api_insights
 
 from .conftest import auth
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from tokenledger.errors import Conflict, NotFound
-from tokenledger.insights import experiments, fitness
+from fleetledger.analytics import experiments, fitness
+from fleetledger.core.errors import Conflict, NotFound
 
 
 def test_welch_detects_a_known_difference_and_not_a_missing_one():

@@ -13,11 +13,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tokenledger import Ledger, Settings
-from tokenledger.access import create_key
-from tokenledger.cli import _common
-from tokenledger.cli.forecast import register as register_cli
-from tokenledger.insights.forecast import (
+from fleetledger import Ledger, Settings
+from fleetledger.access.keys import create_key
+from fleetledger.analytics.forecast import (
     apply_scenario,
     budget_runway,
     daily_series,
@@ -26,8 +24,10 @@ from tokenledger.insights.forecast import (
     model_switch_factor,
     register,
 )
-from tokenledger.server import create_app
-from tokenledger.server.api_forecast import router
+from fleetledger.cli import _common
+from fleetledger.cli.forecast import register as register_cli
+from fleetledger.server import create_app
+from fleetledger.server.routes.forecast import router
 
 TODAY = date(2026, 10, 15)  # the clock fixture's day; it reads 12:00
 WEEK = np.array([1.0, 1.05, 1.1, 1.08, 1.0, 0.6, 0.55])
@@ -147,7 +147,7 @@ def test_daily_series_and_forecast_many_read_the_ledger(ledger):
 
 
 def test_point_forecast_is_statsmodels_own():
-    from tokenledger.insights.forecast import _fit, _point_forecast
+    from fleetledger.analytics.forecast import _fit, _point_forecast
 
     for seed, seasonal in ((1, True), (2, True), (3, False)):
         values = np.array([float(v) for _, v in synthetic(seed)])
@@ -156,7 +156,7 @@ def test_point_forecast_is_statsmodels_own():
 
 
 def test_bulk_forecasts_in_worker_processes_equal_sequential_ones(monkeypatch):
-    from tokenledger.insights import forecast as module
+    from fleetledger.analytics import forecast as module
 
     jobs = [(synthetic(seed, days=60 + seed), 30, TODAY) for seed in range(6)]
     sequential = [module._forecast_job(job) for job in jobs]

@@ -7,11 +7,11 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
 
-from tokenledger.errors import InvalidInput
-from tokenledger.insights import matrix
-from tokenledger.money import format_usd, usd_to_nanos
-from tokenledger.pricing.overrides import add_override, load_overrides
-from tokenledger.usage import parse_event
+from fleetledger.analytics import matrix
+from fleetledger.core.errors import InvalidInput
+from fleetledger.core.money import format_usd, usd_to_nanos
+from fleetledger.core.usage import parse_event
+from fleetledger.pricing.overrides import add_override, load_overrides
 
 
 def test_pareto_frontier_on_a_constructed_example():

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from tokenledger.errors import Conflict
-from tokenledger.insights import recommendations as service
-from tokenledger.money import usd_to_nanos
-from tokenledger.usage import parse_event
+from fleetledger.analytics.recommendations import engine as service
+from fleetledger.core.errors import Conflict
+from fleetledger.core.money import usd_to_nanos
+from fleetledger.core.usage import parse_event
 
 
 @pytest.fixture

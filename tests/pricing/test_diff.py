@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from genai_prices.types import Tier, TieredPrices
 
-from tokenledger.pricing.diff import (
+from fleetledger.pricing.diff import (
     CatalogSource,
     LiteLLMSource,
     OverrideSource,
@@ -19,10 +19,10 @@ from tokenledger.pricing.diff import (
     diff_prices,
     differences_to_rows,
 )
-from tokenledger.pricing.engine import PriceOverride
-from tokenledger.pricing.litellm import LiteLLMImport, import_litellm, load_litellm_prices
-from tokenledger.pricing.overrides import load_overrides
-from tokenledger.store.store import Store
+from fleetledger.pricing.engine import PriceOverride
+from fleetledger.pricing.litellm import LiteLLMImport, import_litellm, load_litellm_prices
+from fleetledger.pricing.overrides import load_overrides
+from fleetledger.storage.store import Store
 
 FIXTURE = Path(__file__).parent / "fixtures" / "litellm_prices.json"
 AT = datetime(2026, 10, 15, 12, 0, tzinfo=UTC)

@@ -6,8 +6,8 @@ from decimal import Decimal
 import genai_prices
 import pytest
 
-from tokenledger.pricing import PriceOverride, Pricer, parse_unit_prices
-from tokenledger.usage import parse_event
+from fleetledger.core.usage import parse_event
+from fleetledger.pricing import PriceOverride, Pricer, parse_unit_prices
 
 AT = datetime(2026, 10, 1, tzinfo=UTC)
 
@@ -92,7 +92,7 @@ def test_cache_decomposition_anthropic():
 def test_unknown_model_is_unpriced_not_dropped_and_says_why():
     cost = Pricer().price(event("vllm", "acme-llama-70b-ft", input_tokens=100, output_tokens=10))
     assert not cost.priced and cost.total_nanos == 0 and cost.source == "unpriced"
-    assert "tokenledger pricing set" in cost.reason
+    assert "fleetledger pricing set" in cost.reason
 
 
 def test_price_override_for_self_hosted_model_and_effective_window():
@@ -170,7 +170,7 @@ def test_line_item_is_charged_as_reported():
 
 
 def test_bad_unit_prices_are_refused():
-    from tokenledger.errors import InvalidInput
+    from fleetledger.core.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match="prices.input_mtokk: unknown price key"):
         parse_unit_prices({"input_mtokk": "1"})

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from genai_prices.types import Tier, TieredPrices
 
-from tokenledger.errors import InvalidInput
-from tokenledger.pricing.engine import Pricer
-from tokenledger.pricing.litellm import (
+from fleetledger.core.errors import InvalidInput
+from fleetledger.core.usage import UsageEvent
+from fleetledger.pricing.engine import Pricer
+from fleetledger.pricing.litellm import (
     IMPORT_NOTE,
     LiteLLMImport,
     LiteLLMPrice,
@@ -23,9 +24,8 @@ from tokenledger.pricing.litellm import (
     load_litellm_prices,
     load_price_list,
 )
-from tokenledger.pricing.overrides import add_override, load_overrides
-from tokenledger.store.store import Store
-from tokenledger.usage import UsageEvent
+from fleetledger.pricing.overrides import add_override, load_overrides
+from fleetledger.storage.store import Store
 
 FIXTURE = Path(__file__).parent / "fixtures" / "litellm_prices.json"
 AT = datetime(2026, 10, 15, 12, 0, tzinfo=UTC)

@@ -13,9 +13,9 @@ import openai.types.chat
 import openai.types.responses
 import pytest
 
-from tokenledger.errors import InvalidInput
-from tokenledger.providers import ExtractedUsage, extract_usage
-from tokenledger.usage import UsageEvent
+from fleetledger.core.errors import InvalidInput
+from fleetledger.core.usage import UsageEvent
+from fleetledger.ingest.responses import ExtractedUsage, extract_usage
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NOW = datetime(2025, 10, 14, 9, 30, tzinfo=UTC)

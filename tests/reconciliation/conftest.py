@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tokenledger import Ledger, Settings
+from fleetledger import Ledger, Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROVIDER_FIXTURES = Path(__file__).parent.parent / "providers" / "fixtures"
@@ -76,7 +76,7 @@ def meter_fixture_traffic(ledger: Ledger) -> None:
 
 
 def import_all(ledger: Ledger) -> dict:
-    from tokenledger.insights.reconciliation import import_for_ledger
+    from fleetledger.reconciliation.compare import import_for_ledger
 
     return {kind: import_for_ledger(ledger, kind, FIXTURES / name) for kind, name in EXPORTS.items()}
 
@@ -97,7 +97,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def role_keys(recon_ledger) -> dict[str, str]:
-    from tokenledger.access import create_key
+    from fleetledger.access.keys import create_key
 
     made = {}
     for role, departments in (("admin", ()), ("finops", ()), ("department_head", ("research",)), ("ingest", ())):
@@ -109,7 +109,7 @@ def role_keys(recon_ledger) -> dict[str, str]:
 async def recon_api(recon_ledger, role_keys):
     import httpx
 
-    from tokenledger.server import create_app
+    from fleetledger.server import create_app
 
     app = create_app(recon_ledger, local_only=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:

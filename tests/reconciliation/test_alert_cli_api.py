@@ -9,8 +9,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tokenledger.cli import app
-from tokenledger.errors import InvalidInput
+from fleetledger.cli import app
+from fleetledger.core.errors import InvalidInput
 
 from .conftest import EXPORTS, FIXTURES, KEYS, meter_fixture_traffic
 from .test_report import _constructed
@@ -43,7 +43,7 @@ def test_drift_alert_fires_once_through_the_webhook(recon_ledger, receiver):
     assert len(receiver.requests) == 1
     body = json.loads(receiver.requests[0].body)
     assert body["data"]["drift_usd"] == "0.260600000"
-    assert "X-TokenLedger-Signature" in receiver.requests[0].headers  # signed with the channel's secret
+    assert "X-FleetLedger-Signature" in receiver.requests[0].headers  # signed with the channel's secret
 
 
 @pytest.mark.parametrize(
@@ -63,8 +63,8 @@ def test_drift_rule_params_are_checked(recon_ledger, params, message):
 
 def test_cli_import_and_report(recon_ledger, db_url, tmp_path, monkeypatch):
     meter_fixture_traffic(recon_ledger)
-    monkeypatch.setenv("TOKENLEDGER_RECONCILIATION_KEYS", json.dumps(KEYS))
-    monkeypatch.setenv("TOKENLEDGER_SPOOL_DIR", str(tmp_path / "cli-spool"))
+    monkeypatch.setenv("FLEETLEDGER_RECONCILIATION_KEYS", json.dumps(KEYS))
+    monkeypatch.setenv("FLEETLEDGER_SPOOL_DIR", str(tmp_path / "cli-spool"))
     runner = CliRunner()
     base = ["--db", db_url, "reconcile"]
     for kind, name in EXPORTS.items():
@@ -144,14 +144,14 @@ async def test_rest_import_and_report(recon_api, recon_ledger, role_keys):
 
 
 def test_cli_alerts_evaluate_runs_the_drift_rule(db_url, tmp_path, monkeypatch, receiver):
-    """`tokenledger alerts evaluate` evaluates plug-in rule kinds too (real clock: data two days back)."""
+    """`fleetledger alerts evaluate` evaluates plug-in rule kinds too (real clock: data two days back)."""
     from datetime import UTC, datetime, timedelta
 
-    from tokenledger import Ledger, Settings
-    from tokenledger.timeutil import floor_day
+    from fleetledger import Ledger, Settings
+    from fleetledger.core.time import floor_day
 
     day = floor_day(datetime.now(UTC)) - timedelta(days=2)
-    monkeypatch.setenv("TOKENLEDGER_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("FLEETLEDGER_SPOOL_DIR", str(tmp_path / "spool"))
     with Ledger(settings=Settings(database_url=db_url, spool_dir=tmp_path / "spool"), background=False) as ledger:
         ledger.record(
             timestamp=day + timedelta(hours=3), provider="openai", model="gpt-4o", input_tokens=1000, project="p1"

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from tokenledger import Ledger
+from fleetledger import Ledger
 
 from .conftest import DAY14, provider_payload
 

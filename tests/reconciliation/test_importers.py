@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from tokenledger.errors import InvalidEvent, InvalidInput
-from tokenledger.importers.openai_costs import parse_line_item
-from tokenledger.insights.reconciliation import import_for_ledger, read_lines
-from tokenledger.insights.reconciliation_tables import provider_lines
-from tokenledger.store.schema import events
+from fleetledger.core.errors import InvalidEvent, InvalidInput
+from fleetledger.reconciliation.compare import import_for_ledger, read_lines
+from fleetledger.reconciliation.importers.openai_costs import parse_line_item
+from fleetledger.reconciliation.tables import provider_lines
+from fleetledger.storage.schema import events
 
 from .conftest import EXPORTS, FIXTURES
 

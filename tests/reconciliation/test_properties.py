@@ -8,8 +8,8 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokenledger.insights.reconciliation import CLASSES, Cell, _classify
-from tokenledger.pricing import Pricer
+from fleetledger.pricing import Pricer
+from fleetledger.reconciliation.compare import CLASSES, Cell, _classify
 
 PRICER = Pricer()
 counts = st.integers(min_value=0, max_value=10**9)

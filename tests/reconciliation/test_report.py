@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from tokenledger.errors import InvalidInput
-from tokenledger.insights.reconciliation import import_for_ledger, key_maps, reconcile_ledger
-from tokenledger.money import usd_to_nanos
+from fleetledger.core.errors import InvalidInput
+from fleetledger.core.money import usd_to_nanos
+from fleetledger.reconciliation.compare import import_for_ledger, key_maps, reconcile_ledger
 
 from .conftest import DAY14, import_all, meter_fixture_traffic
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from tokenledger.money import nanos_to_usd
-from tokenledger.reports.schedules import default_folder
+from fleetledger.core.money import nanos_to_usd
+from fleetledger.reports.schedules import default_folder
 
 from .conftest import auth, october_total_nanos, record_known_ledger
 
@@ -42,7 +42,7 @@ async def test_export_downloads_each_format(api, keys, known_server, fmt):
         "/api/reports/export", params={"format": fmt, "period": "2026-10"}, headers=auth(keys["finops"])
     )
     assert response.status_code == 200, response.text
-    name = {"csv": "tokenledger-2026-10.csv", "xlsx": "tokenledger-2026-10.xlsx"}.get(fmt)
+    name = {"csv": "fleetledger-2026-10.csv", "xlsx": "fleetledger-2026-10.xlsx"}.get(fmt)
     disposition = response.headers["content-disposition"]
     assert disposition.startswith("attachment; filename=")
     if name:

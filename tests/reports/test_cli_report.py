@@ -11,9 +11,9 @@ import pytest
 from openpyxl import load_workbook
 from typer.testing import CliRunner
 
-from tokenledger import Ledger, Settings
-from tokenledger.cli import app
-from tokenledger.money import nanos_to_usd
+from fleetledger import Ledger, Settings
+from fleetledger.cli import app
+from fleetledger.core.money import nanos_to_usd
 
 from .conftest import october_total_nanos, record_known_ledger
 
@@ -22,7 +22,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def cli_db(db_url, tmp_path, monkeypatch):
-    monkeypatch.setenv("TOKENLEDGER_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("FLEETLEDGER_SPOOL_DIR", str(tmp_path / "spool"))
     with Ledger(settings=Settings(database_url=db_url, spool_dir=tmp_path / "spool"), background=False) as ledger:
         record_known_ledger(ledger)
         total = october_total_nanos(ledger)

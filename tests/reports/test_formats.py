@@ -15,12 +15,12 @@ import pytest
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
-from tokenledger.errors import InvalidInput
-from tokenledger.money import nanos_to_usd
-from tokenledger.reports import export
-from tokenledger.reports.data import build_report
-from tokenledger.reports.excel import CURRENCY_FORMAT
-from tokenledger.reports.focus import FOCUS_COLUMNS
+from fleetledger.core.errors import InvalidInput
+from fleetledger.core.money import nanos_to_usd
+from fleetledger.reports import export
+from fleetledger.reports.data import build_report
+from fleetledger.reports.excel import CURRENCY_FORMAT
+from fleetledger.reports.focus import FOCUS_COLUMNS
 
 from .conftest import EVENTS_PER_DAY, october_total_nanos
 
@@ -76,7 +76,7 @@ def test_department_and_cost_center_scope(known):
 def test_xlsx_sheets_formats_and_exact_totals(known):
     known.budgets.create(name="research-monthly", amount="50", scope={"department": "research"}, period="monthly")
     made = export(known, "2026-10", fmt="xlsx", kind="summary")
-    assert made.filename == "tokenledger-2026-10.xlsx"
+    assert made.filename == "fleetledger-2026-10.xlsx"
     workbook = load_workbook(io.BytesIO(made.content))
     assert workbook.sheetnames == ["Summary", "Detailed", "Chart data", "Budgets"]
     total = nanos_to_usd(october_total_nanos(known))
@@ -177,7 +177,7 @@ def test_csv_chargeback(known):
 
 def test_focus_export(known):
     made = export(known, "2026-10", fmt="focus")
-    assert made.filename == "tokenledger-2026-10-focus.csv"
+    assert made.filename == "fleetledger-2026-10-focus.csv"
     reader = csv.DictReader(io.StringIO(made.content.decode()))
     rows = list(reader)
     assert tuple(reader.fieldnames or ()) == FOCUS_COLUMNS

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from tokenledger.errors import Conflict, InvalidInput
-from tokenledger.money import nanos_to_usd
-from tokenledger.reports.periods import parse_period
-from tokenledger.reports.schedules import (
+from fleetledger.core.errors import Conflict, InvalidInput
+from fleetledger.core.money import nanos_to_usd
+from fleetledger.reports.periods import parse_period
+from fleetledger.reports.schedules import (
     add_schedule,
     claim_run,
     delete_schedule,
@@ -63,7 +63,7 @@ def test_monthly_report_is_written_and_sent_once(channels, clock, smtp_server, r
     outcomes = run_due(ledger)
     assert [o["status"] for o in outcomes] == ["done"]
     path = Path(outcomes[0]["path"])
-    assert path == folder / "monthly-finance-tokenledger-2026-10.xlsx" and path.exists()
+    assert path == folder / "monthly-finance-fleetledger-2026-10.xlsx" and path.exists()
     total = nanos_to_usd(october_total_nanos(ledger))
     assert outcomes[0]["total_usd"] == f"{total:f}"
 
@@ -81,7 +81,7 @@ def test_monthly_report_is_written_and_sent_once(channels, clock, smtp_server, r
     assert len(receiver.requests) == 1
     body = json.loads(receiver.requests[0].body)
     assert body["event"] == "report.ready" and body["file"] == str(path) and body["period"] == "2026-10"
-    assert body["total_usd"] == f"{total:f}" and "X-TokenLedger-Signature" in receiver.requests[0].headers
+    assert body["total_usd"] == f"{total:f}" and "X-FleetLedger-Signature" in receiver.requests[0].headers
 
     # running again (or twice at once) sends nothing more
     assert run_due(ledger) == []
@@ -122,7 +122,7 @@ def test_a_failed_channel_is_retried_without_resending_the_others(channels, cloc
     assert [r.status for r in receiver.requests] == [503, 200]
     assert mailbox.messages()[0].get_content_type() == "multipart/mixed"
     [(filename, content)] = _attachments(mailbox.messages()[0])
-    assert filename == "weekly-tokenledger-2026-10-12_2026-10-18.pdf" and content.startswith(b"%PDF")
+    assert filename == "weekly-fleetledger-2026-10-12_2026-10-18.pdf" and content.startswith(b"%PDF")
 
 
 def test_a_runner_that_crashed_half_way_is_taken_over_after_its_lease(channels, clock, smtp_server, tmp_path):
@@ -195,7 +195,7 @@ def test_schedule_validation_and_management(ledger, tmp_path):
     if ledger.store.dialect == "sqlite":
         assert made.folder == str(tmp_path.resolve() / "reports")  # beside the SQLite file
     else:
-        assert made.folder.endswith("tokenledger/reports")
+        assert made.folder.endswith("fleetledger/reports")
     with pytest.raises(Conflict):
         add_schedule(ledger, name="a", recurrence="weekly")
     assert [s.name for s in list_schedules(ledger.store)] == ["a"]
@@ -209,7 +209,7 @@ def test_the_server_sends_due_reports_in_the_background(channels, clock, smtp_se
 
     from fastapi.testclient import TestClient
 
-    from tokenledger.server import create_app
+    from fleetledger.server import create_app
 
     ledger = channels
     mailbox, _ = smtp_server
@@ -224,6 +224,6 @@ def test_the_server_sends_due_reports_in_the_background(channels, clock, smtp_se
             time.sleep(0.05)
     assert len(mailbox.envelopes) == 1
     [(filename, content)] = _attachments(mailbox.messages()[0])
-    assert filename == "served-tokenledger-2026-10.csv" and content.startswith(b"department,cost_center")
+    assert filename == "served-fleetledger-2026-10.csv" and content.startswith(b"department,cost_center")
     [run] = list_runs(ledger.store)
     assert run["status"] == "done"

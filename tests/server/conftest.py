@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tokenledger import Ledger, Settings
-from tokenledger.access import create_key
-from tokenledger.server import create_app
+from fleetledger import Ledger, Settings
+from fleetledger.access.keys import create_key
+from fleetledger.server import create_app
 
 
 @pytest.fixture

@@ -166,15 +166,15 @@ async def test_keys_and_metrics(api, keys):
     assert (await api.get("/api/keys", headers=auth(keys["finops"]))).status_code == 403
     await api.post("/api/v1/events", json=EVENTS, headers=auth(keys["ingest"]))
     metrics = (await api.get("/metrics", headers=auth(keys["viewer"]))).text
-    assert 'tokenledger_events_total{outcome="accepted"} 2.0' in metrics
-    assert 'tokenledger_spend_usd_total{provider="openai"} 0.0045' in metrics
-    assert "tokenledger_http_request_duration_seconds_bucket" in metrics
+    assert 'fleetledger_events_total{outcome="accepted"} 2.0' in metrics
+    assert 'fleetledger_spend_usd_total{provider="openai"} 0.0045' in metrics
+    assert "fleetledger_http_request_duration_seconds_bucket" in metrics
     health = (await api.get("/healthz")).json()
     assert health["status"] == "ok"
 
 
 async def test_database_down_is_503_with_retry_after(api, keys, server_ledger, monkeypatch):
-    from tokenledger.errors import StorageUnavailable
+    from fleetledger.core.errors import StorageUnavailable
 
     def down(*args, **kwargs):
         raise StorageUnavailable("database unavailable: connection refused")

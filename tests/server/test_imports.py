@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tokenledger.cli import app
+from fleetledger.cli import app
 
 from .conftest import auth
 
@@ -31,8 +31,8 @@ async def test_import_routes(api, keys):
 
 
 def test_import_commands(tmp_path, monkeypatch):
-    monkeypatch.setenv("TOKENLEDGER_DATABASE_URL", f"sqlite:///{tmp_path / 'i.db'}")
-    monkeypatch.setenv("TOKENLEDGER_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("FLEETLEDGER_DATABASE_URL", f"sqlite:///{tmp_path / 'i.db'}")
+    monkeypatch.setenv("FLEETLEDGER_SPOOL_DIR", str(tmp_path / "spool"))
     runner = CliRunner()
     source = tmp_path / "spend.csv"
     source.write_bytes((FIXTURES / "litellm_spend_logs.csv").read_bytes())

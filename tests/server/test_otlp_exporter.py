@@ -7,10 +7,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from fleetledger import Ledger, Settings
+from fleetledger.access.keys import create_key
+from fleetledger.server import create_app
 from support import running
-from tokenledger import Ledger, Settings
-from tokenledger.access import create_key
-from tokenledger.server import create_app
 
 
 def test_otlp_http_exporter_spans_become_priced_events(db_url, tmp_path):
@@ -23,7 +23,7 @@ def test_otlp_http_exporter_spans_become_priced_events(db_url, tmp_path):
                     {
                         "service.name": "support-triage",
                         "deployment.environment.name": "production",
-                        "tokenledger.department": "customer-support",
+                        "fleetledger.department": "customer-support",
                     }
                 )
             )
@@ -39,7 +39,7 @@ def test_otlp_http_exporter_spans_become_priced_events(db_url, tmp_path):
                             "gen_ai.response.model": "gpt-4o-2024-08-06",
                             "gen_ai.usage.input_tokens": 1200,
                             "gen_ai.usage.output_tokens": 300,
-                            "tokenledger.project": "helpdesk",
+                            "fleetledger.project": "helpdesk",
                         }
                     )
             with tracer.start_as_current_span("db query"):  # not a GenAI span: ignored

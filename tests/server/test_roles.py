@@ -173,8 +173,8 @@ async def test_every_route_for_every_role(api, keys, server_ledger, role):
 async def test_no_key_on_loopback_is_local_admin_until_a_key_exists(server_ledger):
     import httpx
 
-    from tokenledger.access import create_key
-    from tokenledger.server import create_app
+    from fleetledger.access.keys import create_key
+    from fleetledger.server import create_app
 
     app = create_app(server_ledger, local_only=True)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tokenledger import Ledger, Settings
-from tokenledger.access import create_key
-from tokenledger.server import create_app
+from fleetledger import Ledger, Settings
+from fleetledger.access.keys import create_key
+from fleetledger.server import create_app
 
 _folder = Path(tempfile.mkdtemp(prefix="tl-schemathesis-"))
 _ledger = Ledger(

@@ -8,10 +8,10 @@ import time
 
 import httpx
 
+from fleetledger import Ledger, Settings
+from fleetledger.access.keys import create_key
+from fleetledger.server import create_app
 from support import running
-from tokenledger import Ledger, Settings
-from tokenledger.access import create_key
-from tokenledger.server import create_app
 
 
 def test_real_server_ingest_query_and_live_stream(db_url, tmp_path):
@@ -21,7 +21,7 @@ def test_real_server_ingest_query_and_live_stream(db_url, tmp_path):
         ledger.budgets.create(name="lab", scope={"department": "lab"}, amount="1.00", action="notify")
         with running(create_app(ledger, local_only=True)) as base, httpx.Client(base_url=base, headers=headers) as http:
             assert http.get("/healthz").json()["status"] == "ok"
-            assert http.get("/openapi.json").json()["info"]["title"] == "tokenledger"
+            assert http.get("/openapi.json").json()["info"]["title"] == "fleetledger"
             frames: list[tuple[str, dict]] = []
 
             def listen() -> None:

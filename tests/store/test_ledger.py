@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from tokenledger import InvalidEvent, Ledger, Settings
-from tokenledger.store.query import grouped_costs
-from tokenledger.store.schema import events
-from tokenledger.store.store import ALL_ROLLUPS
-from tokenledger.timeutil import to_us
+from fleetledger import InvalidEvent, Ledger, Settings
+from fleetledger.core.time import to_us
+from fleetledger.storage.query import grouped_costs
+from fleetledger.storage.schema import events
+from fleetledger.storage.store import ALL_ROLLUPS
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 MODELS = [
@@ -159,8 +159,8 @@ def test_group_by_day_and_hour_from_rollups(ledger):
 
 
 def test_reprice_after_override_updates_events_and_rollups(ledger, clock):
-    from tokenledger.pricing.overrides import add_override, load_overrides
-    from tokenledger.reprice import reprice
+    from fleetledger.pricing.overrides import add_override, load_overrides
+    from fleetledger.pricing.reprice import reprice
 
     ledger.ingest((str(i), e) for i, e in enumerate(random_events(200)))
     before = ledger.costs(by=["model"], since=T0, until=T0 + timedelta(days=6))

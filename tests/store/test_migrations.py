@@ -5,16 +5,16 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-import tokenledger.access  # noqa: F401  (registers every table on the shared metadata)
-import tokenledger.alerts.tables  # noqa: F401
-import tokenledger.budgets.tables  # noqa: F401
-import tokenledger.gateway.tables  # noqa: F401
-import tokenledger.insights.anomaly_tables  # noqa: F401
-import tokenledger.insights.recommendation_tables  # noqa: F401
-import tokenledger.insights.reconciliation_tables  # noqa: F401
-import tokenledger.reports.tables  # noqa: F401
-from tokenledger.store.schema import metadata
-from tokenledger.store.store import Store
+import fleetledger.access.keys  # noqa: F401  (registers every table on the shared metadata)
+import fleetledger.alerts.tables  # noqa: F401
+import fleetledger.analytics.anomalies.tables  # noqa: F401
+import fleetledger.analytics.recommendations.tables  # noqa: F401
+import fleetledger.budgets.tables  # noqa: F401
+import fleetledger.gateway.tables  # noqa: F401
+import fleetledger.reconciliation.tables  # noqa: F401
+import fleetledger.reports.tables  # noqa: F401
+from fleetledger.storage.schema import metadata
+from fleetledger.storage.store import Store
 
 
 def _head() -> str:
@@ -24,10 +24,10 @@ def _head() -> str:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    import tokenledger.store
+    import fleetledger.storage
 
     config = Config()
-    config.set_main_option("script_location", str(Path(tokenledger.store.__file__).with_name("migrations")))
+    config.set_main_option("script_location", str(Path(fleetledger.storage.__file__).with_name("migrations")))
     head = ScriptDirectory.from_config(config).get_current_head()
     assert head is not None
     return head

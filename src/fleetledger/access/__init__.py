@@ -1,0 +1,1 @@
+"""Access: API keys and what each role may do."""

@@ -1,0 +1,1 @@
+"""Anomalies: detection, root causes and their lifecycle."""

@@ -1,0 +1,1 @@
+"""Recommendations: savings findings, their groups and lifecycle."""

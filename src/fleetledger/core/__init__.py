@@ -1,0 +1,1 @@
+"""The core: errors, money, time, the usage event and its dimensions, the filter grammar, the event bus."""

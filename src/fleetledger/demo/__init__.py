@@ -1,0 +1,1 @@
+"""The synthetic demo fleet, with its ground truth."""

@@ -1,0 +1,1 @@
+"""The gateway's response cache: exact and semantic."""

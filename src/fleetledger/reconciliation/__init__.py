@@ -1,0 +1,1 @@
+"""Reconciliation: provider lines against the metered ledger, drift and its explanation."""

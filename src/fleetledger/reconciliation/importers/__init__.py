@@ -1,0 +1,1 @@
+"""Readers of provider cost and usage reports and invoices, as provider lines."""

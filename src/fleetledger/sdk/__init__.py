@@ -1,0 +1,1 @@
+"""The HTTP SDK: record to a fleetledger server through a disk spool."""

@@ -1,0 +1,1 @@
+"""Test tools shipped as commands: the provider simulator."""

@@ -1,5 +1,0 @@
-"""The HTTP server: REST API, OpenTelemetry ingest, live stream (FastAPI on uvicorn)."""
-
-from .app import create_app
-
-__all__ = ["create_app"]
