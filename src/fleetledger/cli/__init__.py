@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version as package_version
+
 import typer
 
 from fleetledger.cli import (
@@ -24,6 +26,7 @@ from fleetledger.cli import (
     setup,
     simulator,
 )
+from fleetledger.core.environment import adopt_legacy_environment
 from fleetledger.storage.store import DEFAULT_URL
 
 __all__ = ["app", "main"]
@@ -37,9 +40,18 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"fleetledger {package_version('fleetledger')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
     db: str = typer.Option(
         None,
         "--db",
@@ -74,4 +86,5 @@ for module in (
 
 
 def main() -> None:
+    adopt_legacy_environment()  # TOKENLEDGER_* of earlier releases, read with a warning
     app()

@@ -1,5 +1,8 @@
 """Configuration, from arguments, environment variables (``FLEETLEDGER_*``) or a ``.env`` file.
 
+The ``TOKENLEDGER_*`` names of earlier releases are still read, with a one-line deprecation warning
+(:mod:`fleetledger.core.environment`).
+
 | setting | environment variable | default |
 | --- | --- | --- |
 | ``database_url`` | ``FLEETLEDGER_DATABASE_URL`` | ``sqlite:///./fleetledger.db`` |
@@ -25,6 +28,7 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fleetledger.core.environment import PREFIX, adopt_legacy_environment
 from fleetledger.storage.store import DEFAULT_URL, Store
 
 __all__ = ["Settings", "DEFAULT_FX_RATES"]
@@ -42,7 +46,13 @@ DEFAULT_FX_RATES = {
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLEETLEDGER_", env_file=".env", extra="ignore")
+    """Every setting; ``TOKENLEDGER_*`` variables of earlier releases are still read (with a warning)."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=".env", extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        adopt_legacy_environment()
+        super().__init__(**values)
 
     database_url: str = DEFAULT_URL
     fx_rates: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_FX_RATES))

@@ -62,6 +62,7 @@ from typing import Any
 import httpx
 
 from fleetledger.core import attribution
+from fleetledger.core.environment import env
 from fleetledger.core.errors import InvalidInput
 from fleetledger.core.usage import UsageEvent, parse_event
 from fleetledger.ingest.writer import Journal, recover_journals
@@ -92,7 +93,7 @@ def default_spool_dir(url: str) -> Path:
     """``~/.local/state/fleetledger/http-spool-<sha256(url)[:12]>`` (under ``FLEETLEDGER_SPOOL_DIR``
     when that is set): one spool per server, apart from the local ledger's journals."""
     digest = hashlib.sha256(_base_url(url).encode()).hexdigest()[:12]
-    root = os.environ.get("FLEETLEDGER_SPOOL_DIR")
+    root = env("SPOOL_DIR")
     base = Path(root).expanduser() if root else Path.home() / ".local" / "state" / "fleetledger"
     return base / f"http-spool-{digest}"
 
@@ -205,7 +206,7 @@ class HttpLedger:
 
         self._recover()
         self._journal = Journal(self.spool_dir)
-        key = api_key if api_key is not None else os.environ.get("FLEETLEDGER_API_KEY")
+        key = api_key if api_key is not None else env("API_KEY")
         headers = {"Content-Type": "application/json", "User-Agent": f"fleetledger-python/{_version('fleetledger')}"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
