@@ -293,6 +293,34 @@ def test_resource_attributes_attribute_and_span_attributes_override() -> None:
     assert overridden["tags"] == {"region": "eu-west-1", "tier": "platinum", "ticket": "T-1"}
 
 
+def test_attributes_of_earlier_releases_are_still_read_and_the_new_names_win() -> None:
+    """Exporters configured for ``tokenledger`` (the first name of the project) keep attributing."""
+    resource = {"tokenledger.department": "finance", "tokenledger.tag.region": "eu-west-1"}
+    plain = {k: v for k, v in OPENAI_CHAT.items() if k not in ("gen_ai.agent.name", "gen_ai.conversation.id")}
+
+    def build(provider: TracerProvider) -> None:
+        span(provider, "old names only", {**plain, "tokenledger.project": "search", "tokenledger.tag.tier": "gold"})
+        span(
+            provider,
+            "both names",
+            {
+                **plain,
+                "tokenledger.project": "old",
+                "fleetledger.project": "new",
+                "tokenledger.tag.tier": "old",
+                "fleetledger.tag.tier": "new",
+            },
+        )
+
+    old, both = (event for _, event in spans_to_events(export(build, resource).SerializeToString()))
+    assert (old["department"], old["project"], old["tags"]) == (
+        "finance",
+        "search",
+        {"region": "eu-west-1", "tier": "gold"},
+    )
+    assert (both["project"], both["tags"]["tier"]) == ("new", "new")
+
+
 def test_legacy_deployment_environment_and_unknown_service_default() -> None:
     resource = {"deployment.environment": "staging"}  # no service.name: the SDK sets unknown_service
     event = only(spans_to_events(export(lambda p: span(p, "chat", dict(OPENAI_CHAT)), resource).SerializeToString()))

@@ -47,6 +47,7 @@ Attribution, highest priority first
        ``fleetledger.user``, ``fleetledger.agent``, ``fleetledger.task``,
        ``fleetledger.environment``, ``fleetledger.version``, ``fleetledger.operation``,
        ``fleetledger.session_id``); ``fleetledger.tag.<name>`` sets tag ``<name>`` (span wins);
+       the ``tokenledger.*`` names of earlier releases are still read, after the new ones;
     3. the semantic conventions on the span: ``gen_ai.agent.name`` -> agent,
        ``gen_ai.conversation.id`` / ``session.id`` -> session_id, ``gen_ai.operation.name`` ->
        operation, ``user.id`` / ``enduser.id`` -> user;
@@ -351,8 +352,11 @@ def _attribution(
     tags: dict[str, str] = {}
     for attrs in (resource_attrs, span_attrs):  # span tags override resource tags
         for key, value in attrs.items():
-            if key.startswith("fleetledger.tag.") and len(key) > 16 and (text := _text(value)) is not None:
-                tags[key[16:]] = text
+            # ``tokenledger.*`` is the prefix of earlier releases, still read; the new one wins.
+            for prefix in ("tokenledger.tag.", "fleetledger.tag."):
+                if key.startswith(prefix) and len(key) > len(prefix) and (text := _text(value)) is not None:
+                    if prefix == "fleetledger.tag." or key[len(prefix) :] not in tags:
+                        tags[key[len(prefix) :]] = text
     for attribute, target in mapping.items():
         text = _text(span_attrs.get(attribute))
         if text is None:
@@ -370,6 +374,8 @@ def _attribution(
         text = (
             _text(span_attrs.get(f"fleetledger.{field}"))
             or _text(resource_attrs.get(f"fleetledger.{field}"))
+            or _text(span_attrs.get(f"tokenledger.{field}"))
+            or _text(resource_attrs.get(f"tokenledger.{field}"))
             or _first_text(span_attrs, span_names)
         )
         if text is None:
