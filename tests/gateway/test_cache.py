@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from fleetledger.core.errors import InvalidInput
-from fleetledger.gateway.cache.store import (
+from fleetledger.gateway.cache import (
     CachedResponse,
     RedisExactCache,
     SQLiteExactCache,
@@ -129,7 +129,7 @@ def test_key_rejects_bodies_that_are_not_json():
 
 
 def test_entry_round_trip_and_corruption_detected():
-    from fleetledger.gateway.cache.store import CorruptEntry
+    from fleetledger.gateway.cache import CorruptEntry
 
     response = answer()
     assert CachedResponse.from_bytes(response.to_bytes()) == response
@@ -249,7 +249,7 @@ async def test_sqlite_unreadable_file_is_a_miss_not_an_error(tmp_path, caplog):
 _CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from fleetledger.gateway.cache.store import CachedResponse, SQLiteExactCache
+    from fleetledger.gateway.cache import CachedResponse, SQLiteExactCache
 
     def entry(body):
         return CachedResponse(200, {}, body.encode(), "openai", "m", len(body), {}, 0)
@@ -452,8 +452,7 @@ async def test_build_exact_cache(tmp_path, redis_prefix):
 
 
 def test_cache_text_is_the_last_user_turn_with_a_scope():
-    from fleetledger.gateway.cache.semantic import split_cache_text
-    from fleetledger.gateway.cache.store import cache_text
+    from fleetledger.gateway.cache import cache_text, split_cache_text
 
     text = cache_text(CHAT, chat())
     scope, question = split_cache_text(text)
@@ -494,7 +493,7 @@ def test_cache_text_is_the_last_user_turn_with_a_scope():
 
 
 def test_cache_text_refuses_what_must_not_be_answered_by_similarity():
-    from fleetledger.gateway.cache.store import cache_text
+    from fleetledger.gateway.cache import cache_text
 
     system, user = chat()["messages"]
     refused = [
@@ -550,7 +549,7 @@ def test_cache_text_refuses_what_must_not_be_answered_by_similarity():
 
 
 def test_hashing_embedder_is_deterministic_and_normalized():
-    from fleetledger.gateway.cache.store import Embedder, HashingEmbedder
+    from fleetledger.gateway.cache import Embedder, HashingEmbedder
 
     embedder = HashingEmbedder(dim=256)
     assert isinstance(embedder, Embedder)
@@ -562,7 +561,7 @@ def test_hashing_embedder_is_deterministic_and_normalized():
         [
             sys.executable,
             "-c",
-            "from fleetledger.gateway.cache.store import HashingEmbedder as H; "
+            "from fleetledger.gateway.cache import HashingEmbedder as H; "
             "print(repr(H(dim=256).embed(['Write a haiku about autumn leaves'])[0][:5]))",
         ],
         capture_output=True,
@@ -575,7 +574,7 @@ def test_hashing_embedder_is_deterministic_and_normalized():
 
 @pytest.fixture
 def semantic(tmp_path, clock):
-    from fleetledger.gateway.cache.store import HashingEmbedder, SemanticCache
+    from fleetledger.gateway.cache import HashingEmbedder, SemanticCache
 
     caches = []
 
@@ -591,7 +590,7 @@ def semantic(tmp_path, clock):
 
 
 def ask(question: str, **overrides) -> str:
-    from fleetledger.gateway.cache.store import cache_text
+    from fleetledger.gateway.cache import cache_text
 
     body = chat(messages=[{"role": "system", "content": "You are a poet."}, {"role": "user", "content": question}])
     body.update(overrides)
@@ -614,7 +613,7 @@ async def test_semantic_near_duplicate_hits_and_unrelated_misses(semantic):
 async def test_semantic_cache_takes_any_store_with_the_protocol_methods(tmp_path, clock):
     """A custom store implementing exactly SemanticStore is accepted (it was refused for lacking a
     ``touch`` method the protocol does not have); one missing a protocol method is refused."""
-    from fleetledger.gateway.cache.store import HashingEmbedder, SemanticCache, SQLiteSemanticStore
+    from fleetledger.gateway.cache import HashingEmbedder, SemanticCache, SQLiteSemanticStore
 
     inner = SQLiteSemanticStore(tmp_path / "custom.db")
 
@@ -665,7 +664,7 @@ async def test_semantic_never_crosses_model_namespace_or_scope(semantic):
 
 
 def cache_text_with_system(system: str, question: str) -> str:
-    from fleetledger.gateway.cache.store import cache_text
+    from fleetledger.gateway.cache import cache_text
 
     messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
     return cache_text(CHAT, chat(messages=messages))
@@ -722,7 +721,7 @@ async def test_semantic_corrupt_entry_and_shared_file(semantic, caplog):
 
 async def test_semantic_cache_shares_an_exact_cache_backend(tmp_path, clock):
     """The gateway hands the semantic cache its exact cache: same file (own table), same lifetime rules."""
-    from fleetledger.gateway.cache.store import HashingEmbedder, SemanticCache
+    from fleetledger.gateway.cache import HashingEmbedder, SemanticCache
 
     exact = SQLiteExactCache(tmp_path / "gateway-cache.db", clock=clock)
     cache = SemanticCache(HashingEmbedder(), exact, threshold=0.9, clock=clock)
@@ -737,7 +736,7 @@ async def test_semantic_cache_shares_an_exact_cache_backend(tmp_path, clock):
 
 
 async def test_semantic_on_redis(redis_prefix, clock, caplog):
-    from fleetledger.gateway.cache.store import HashingEmbedder, RedisSemanticStore, SemanticCache
+    from fleetledger.gateway.cache import HashingEmbedder, RedisSemanticStore, SemanticCache
 
     exact = RedisExactCache(REDIS_URL, prefix=redis_prefix, clock=clock)
     first = SemanticCache(HashingEmbedder(), exact, threshold=0.85, ttl_s=60, max_entries=5, clock=clock)
@@ -776,7 +775,7 @@ async def test_semantic_on_redis(redis_prefix, clock, caplog):
 
 
 async def test_semantic_failures_are_misses_and_warm_loads_the_index(tmp_path, clock, caplog):
-    from fleetledger.gateway.cache.store import HashingEmbedder, SemanticCache
+    from fleetledger.gateway.cache import HashingEmbedder, SemanticCache
 
     class BrokenEmbedder:
         name = "broken"

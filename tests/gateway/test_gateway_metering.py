@@ -129,7 +129,7 @@ def test_responses_stream_usage_from_the_completed_event():
 
 
 def test_budget_estimates_count_inline_images_per_image_not_per_byte():
-    from fleetledger.gateway.proxy import _text_size
+    from fleetledger.gateway.reservations import _text_size
 
     image = "data:image/png;base64," + "A" * 400_000
     body = {

@@ -1,4 +1,5 @@
-"""What the gateway's request handling shares: ASGI types, the per-request state, response helpers."""
+"""What the gateway's request handling shares: ASGI types, the per-request state and its tags, response
+helpers (headers, error responses)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,23 @@ from typing import Any
 from fleetledger.budgets.enforce import Reservation
 from fleetledger.gateway.keys import VirtualKey
 from fleetledger.gateway.policies import Applied
+from fleetledger.gateway.upstream import UpstreamResponse
+from fleetledger.gateway.wire import GatewayError
 
-__all__ = ["Scope", "Message", "Receive", "Send", "HOP_BY_HOP", "ClientGone", "Call", "send_bytes", "send_json"]
+__all__ = [
+    "Scope",
+    "Message",
+    "Receive",
+    "Send",
+    "HOP_BY_HOP",
+    "ClientGone",
+    "Call",
+    "call_tags",
+    "response_headers",
+    "send_bytes",
+    "send_json",
+    "send_error",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -88,3 +104,35 @@ async def send_bytes(
 
 async def send_json(send: Send, status: int, payload: Any, request_id: str) -> None:
     await send_bytes(send, status, json.dumps(payload).encode(), request_id)
+
+
+def response_headers(call: Call, response: UpstreamResponse | None = None) -> list[tuple[bytes, bytes]]:
+    """The headers of a response to ``call``: the upstream's (``response``), less hop-by-hop and
+    fleetledger ones, plus the request id and the model a policy downgraded from."""
+    out: list[tuple[bytes, bytes]] = []
+    if response is not None:
+        for lowered, value in response.raw_headers:
+            if lowered not in HOP_BY_HOP and not lowered.startswith(b"x-fleetledger-") and lowered != b"x-request-id":
+                out.append((lowered, value))
+    out.append((b"x-request-id", call.request_id.encode()))
+    if call.downgraded_from:
+        out.append((b"x-fleetledger-downgraded-from", call.downgraded_from.encode()))
+    return out
+
+
+def call_tags(call: Call, outcome: str | None = None) -> dict[str, str]:
+    """The ``gateway.*`` tags of the usage event recorded for ``call``."""
+    tags = {"gateway.key": call.key.key_id if call.key else "", "gateway.upstream": call.upstream or ""}
+    if call.downgraded_from:
+        tags["gateway.downgraded_from"] = call.downgraded_from
+    if call.applied and call.applied.policy_ids:
+        tags["gateway.policies"] = ",".join(map(str, call.applied.policy_ids))
+    if outcome:
+        tags["gateway.outcome"] = outcome
+    return tags
+
+
+async def send_error(send: Send, call: Call, exc: GatewayError) -> None:
+    """Answer with ``exc`` in the caller's provider error shape."""
+    extra = [(k.encode(), v.encode()) for k, v in exc.headers.items()]
+    await send_bytes(send, exc.status, exc.body(call.wire), call.request_id, extra)

@@ -1,4 +1,4 @@
-"""The gateway's use of the response cache (fleetledger.gateway.cache.store): lookups and writes per request.
+"""The gateway's use of the response cache (exact and semantic): lookups and writes per request.
 
 Exact first (a normalized request hash), then, for keys or policies in ``semantic`` mode, the most
 similar earlier question of the same conversation. Entries are partitioned by virtual key. A cache
@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fleetledger.gateway.cache.codec import request_key
+from fleetledger.gateway.cache.semantic import HashingEmbedder, SemanticCache, cache_text
+from fleetledger.gateway.cache.store import build_exact_cache
 from fleetledger.gateway.config import CacheSettings
 
 __all__ = ["ResponseCaching"]
@@ -27,19 +30,15 @@ class ResponseCaching:
 
     def exact(self) -> Any:
         if self._exact_cache is None:
-            from fleetledger.gateway.cache.store import build_exact_cache
-
             settings = self.settings.exact
             self._exact_cache = build_exact_cache(settings.url, path=Path(settings.path), max_bytes=settings.max_bytes)
         return self._exact_cache
 
     def semantic(self) -> Any:
         if self._semantic_cache is None:
-            from fleetledger.gateway.cache import store as module
-
             settings = self.settings.semantic
-            self._semantic_cache = module.SemanticCache(
-                module.HashingEmbedder(),
+            self._semantic_cache = SemanticCache(
+                HashingEmbedder(),
                 self.exact(),
                 threshold=settings.threshold,
                 ttl_s=settings.ttl_s,
@@ -49,8 +48,6 @@ class ResponseCaching:
 
     @staticmethod
     def key(path: str, body: Mapping[str, Any], namespace: str) -> str:
-        from fleetledger.gateway.cache.store import request_key
-
         return request_key(path, body, namespace=namespace)
 
     async def lookup(
@@ -65,8 +62,6 @@ class ResponseCaching:
         threshold: float | None,
     ) -> tuple[Any, str] | None:
         """(cached response, ``exact`` or ``semantic``), or None on a miss (or a failing cache)."""
-        from fleetledger.gateway.cache.store import cache_text
-
         try:
             found = await self.exact().get(key)
             if found is not None:
@@ -93,8 +88,6 @@ class ResponseCaching:
         mode: str,
         ttl_s: int,
     ) -> None:
-        from fleetledger.gateway.cache.store import cache_text
-
         try:
             await self.exact().put(key, entry, ttl_s)
             if mode == "semantic":

@@ -1,6 +1,6 @@
 """The semantic half of the gateway cache: answer a *similar* question from the cache.
 
-Import these names from :mod:`fleetledger.gateway.cache.store` (they are re-exported there).
+Import these names from :mod:`fleetledger.gateway.cache` (the package exports them).
 
 What is compared (:func:`cache_text`): the text of the **last user turn** only. Everything else in
 the request (endpoint, system prompt or ``instructions``, every earlier turn, tools, ``tool_choice``,
@@ -59,22 +59,21 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from fleetledger.core.errors import InvalidInput
-from fleetledger.gateway.cache.semantic_store import RedisSemanticStore, SemanticStore, SQLiteSemanticStore, as_store
-from fleetledger.gateway.cache.store import (
+from fleetledger.gateway.cache.backend import Complaints
+from fleetledger.gateway.cache.codec import (
     CachedResponse,
     Clock,
     CorruptEntry,
-    RedisExactCache,
-    SQLiteExactCache,
-    _canonical_endpoint,
-    _canonical_params,
-    _check_ttl,
-    _Complaints,
-    _decode,
-    _encode,
-    _now_us,
+    canonical_endpoint,
     canonical_json,
+    canonical_params,
+    check_ttl,
+    decode_entry,
+    encode_entry,
+    now_us,
 )
+from fleetledger.gateway.cache.semantic_store import RedisSemanticStore, SemanticStore, SQLiteSemanticStore, as_store
+from fleetledger.gateway.cache.store import RedisExactCache, SQLiteExactCache
 
 __all__ = [
     "cache_text",
@@ -129,12 +128,12 @@ def cache_text(endpoint: str, body: Mapping[str, Any], *, max_temperature: float
     """What a semantic cache compares for this request, or ``None`` when it must not be answered
     from a similar request (see the module docstring). Pass the result unchanged to
     :meth:`SemanticCache.lookup` / :meth:`SemanticCache.put`: its first line is the scope."""
-    path = _canonical_endpoint(endpoint)
+    path = canonical_endpoint(endpoint)
     kind = _kind(path)
     if kind is None or not isinstance(body, Mapping):
         return None
     try:
-        params = _canonical_params(path, body)
+        params = canonical_params(path, body)
     except InvalidInput:
         return None
     if kind != "/embeddings":
@@ -353,7 +352,7 @@ class SemanticCache:
     ) -> None:
         if not (isinstance(threshold, int | float) and 0.0 < threshold <= 1.0):
             raise InvalidInput(f"semantic cache: threshold must be in (0, 1], got {threshold!r}")
-        _check_ttl(ttl_s)
+        check_ttl(ttl_s)
         if type(max_entries) is not int or max_entries <= 0:
             raise InvalidInput(f"semantic cache: max_entries must be a positive integer, got {max_entries!r}")
         self.embedder = embedder
@@ -368,7 +367,7 @@ class SemanticCache:
         self._partition_of: dict[int, str] = {}
         self._last_id = 0
         self._last_resync = time.monotonic()
-        self._complain = _Complaints(f"semantic cache {self.store.describe()}")
+        self._complain = Complaints(f"semantic cache {self.store.describe()}")
         self._sync_lock: asyncio.Lock | None = None
         self._last_catch_up = -1e18
 
@@ -442,7 +441,7 @@ class SemanticCache:
         partition = self._partitions.get(self._partition_key(namespace, model, scope))
         if partition is None:
             return None
-        now = _now_us(self.clock)
+        now = now_us(self.clock)
         for entry_id, similarity in await partition.best(query, now, threshold):
             row = await self.store.value(entry_id, now)
             if row is None:  # deleted by another process
@@ -452,7 +451,7 @@ class SemanticCache:
             if expires_us <= now:
                 continue
             try:
-                response, _ = _decode(value)
+                response, _ = decode_entry(value)
             except CorruptEntry as exc:
                 log.warning("semantic cache %s: dropping corrupt entry %d (%s)", self.store.describe(), entry_id, exc)
                 self._forget(entry_id)
@@ -466,20 +465,20 @@ class SemanticCache:
     ) -> None:
         """Store an answer under the text of the request it answered."""
         ttl = self.ttl_s if ttl_s is None else ttl_s
-        _check_ttl(ttl)
+        check_ttl(ttl)
         if not text:
             return
         try:
             scope, question = split_cache_text(text)
             vector = await self._embed(question)
-            now = _now_us(self.clock)
+            now = now_us(self.clock)
             expires_us = now + ttl * 1_000_000
             partition_key = self._partition_key(namespace, model, scope)
             vector_bytes = vector.astype(np.float32).tobytes()
             entry_id, evicted = await self.store.add(
                 partition_key,
                 vector_bytes,
-                _encode(response, expires_us),
+                encode_entry(response, expires_us),
                 expires_us,
                 now,
                 self.max_entries,

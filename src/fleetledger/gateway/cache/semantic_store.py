@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fleetledger.core.errors import InvalidInput
-from fleetledger.gateway.cache.store import RedisExactCache, SQLiteExactCache, _Complaints, _SQLiteFile
+from fleetledger.gateway.cache.backend import Complaints, SQLiteFile
+from fleetledger.gateway.cache.store import RedisExactCache, SQLiteExactCache
 
 __all__ = ["SemanticStore", "SQLiteSemanticStore", "RedisSemanticStore", "as_store"]
 
@@ -65,7 +66,7 @@ END;
 """
 
 
-class SQLiteSemanticStore(_SQLiteFile):
+class SQLiteSemanticStore(SQLiteFile):
     """Semantic cache entries in their own SQLite file (WAL), shared by processes.
 
     Reads on the caller's thread; writes on one background thread (see :class:`SQLiteExactCache`).
@@ -78,7 +79,7 @@ class SQLiteSemanticStore(_SQLiteFile):
             _SQLITE_SCHEMA,
             "semantic cache",
             "fleetledger-semantic-writer",
-            _Complaints(f"semantic cache {self.path}"),
+            Complaints(f"semantic cache {self.path}"),
         )
 
     def describe(self) -> str:

@@ -1,37 +1,7 @@
-"""The gateway's response cache: exact (a normalized request hash) and semantic (a similar question).
+"""The gateway's exact response cache: an answer stored under a normalized request hash.
 
-Interface agreed in ``coord/CONTRACTS.md`` ("Gateway response cache"); it is implemented exactly, with
-these additions (nothing removed or renamed):
-
-* ``SQLiteExactCache`` / ``RedisExactCache`` / ``build_exact_cache`` take optional keywords
-  (``max_entries``, ``max_entry_bytes``, ``clock``, ``prefix``...); ``CachedResponse`` gains
-  ``to_bytes()`` / ``from_bytes()``.
-* ``SemanticCache.lookup`` takes an optional ``threshold=`` and ``put`` an optional ``ttl_s=``, so a
-  cache policy's own threshold and TTL can be used per request; ``SemanticCache`` also has ``close()``.
-* ``cache_text`` takes an optional ``max_temperature=`` (see below) and returns the *last user turn*
-  preceded by a one-line scope fingerprint of everything else in the request (system prompt, earlier
-  turns, tools, sampling parameters). ``SemanticCache`` partitions by that fingerprint, so a hit
-  only ever answers the same conversation, system prompt, tools and parameters with a similar last
-  question. Pass the text through unchanged.
-
-Exact key (:func:`request_key`): SHA-256 of ``namespace``, ``endpoint`` and the request body as
-canonical JSON (sorted keys, compact separators, UTF-8). What is left out, and why:
-
-* ``stream``, ``stream_options``: how the answer is delivered, not what it is. A cached answer is the
-  upstream's complete JSON body; the gateway replays it as a stream when the client asked for one.
-* ``user``, ``safety_identifier``, ``metadata``, ``prompt_cache_key``: end-user ids for abuse
-  monitoring, tags stored with the completion, and a provider-side prompt-cache routing hint. None of
-  them changes the answer. (Tenancy is the ``namespace``, never these fields.)
-* ``n`` equal to 1, ``presence_penalty`` / ``frequency_penalty`` equal to 0, ``logprobs`` equal to false,
-  and (embeddings) ``encoding_format`` equal to ``"float"``: the documented defaults, so sending them
-  or not is the same request. Only these, only at the top level, only at exactly the default value.
-* Top-level ``null`` values: the OpenAI and Anthropic APIs read an explicit null as "not given".
-* Integral floats at the top level are written as integers (``temperature: 0.0`` == ``0``).
-
-Everything else counts, always: ``model``, every message and content block, the system prompt,
-``temperature`` (absent and ``1`` stay different: defaults differ between models), ``top_p``,
-``max_tokens``, ``tools``, ``tool_choice``, ``response_format``, ``seed``, ``stop``, ``store``, ...
-String contents are never normalized (whitespace and case can change an answer).
+The key and the entry encoding are :mod:`fleetledger.gateway.cache.codec` (:func:`request_key`
+says which request fields are ignored, and why).
 
 Exact backends: :class:`SQLiteExactCache` (its own WAL file, shared by any number of processes;
 bounded in bytes and entries with least-recently-used eviction) and :class:`RedisExactCache` (TTL via
@@ -46,220 +16,31 @@ Design and measurements: ``docs/decisions/0013-gateway-cache.md``; operator view
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import sqlite3
-import struct
-import threading
-import time
-import zlib
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from fleetledger.core.errors import InvalidInput
-from fleetledger.core.time import to_us
-
-if TYPE_CHECKING:
-    from fleetledger.gateway.cache.semantic import (
-        Embedder,
-        HashingEmbedder,
-        RedisSemanticStore,
-        SemanticCache,
-        SemanticStore,
-        SQLiteSemanticStore,
-        cache_text,
-    )
+from fleetledger.gateway.cache.backend import Complaints, SQLiteFile
+from fleetledger.gateway.cache.codec import (
+    CachedResponse,
+    Clock,
+    CorruptEntry,
+    check_ttl,
+    decode_entry,
+    encode_entry,
+    now_us,
+)
 
 __all__ = [
-    "CachedResponse",
-    "CorruptEntry",
-    "request_key",
-    "cache_text",
     "ExactCache",
     "SQLiteExactCache",
     "RedisExactCache",
     "build_exact_cache",
-    "Embedder",
-    "HashingEmbedder",
-    "SemanticCache",
-    "SemanticStore",
-    "SQLiteSemanticStore",
-    "RedisSemanticStore",
-    "IGNORED_FIELDS",
-    "DEFAULT_VALUES",
 ]
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-#: Top-level request fields that never change the answer (see the module docstring).
-IGNORED_FIELDS = frozenset({"stream", "stream_options", "user", "safety_identifier", "metadata", "prompt_cache_key"})
-#: Top-level fields whose documented default is dropped when sent explicitly: (endpoint suffix or "*", field) -> value.
-DEFAULT_VALUES: dict[tuple[str, str], Any] = {
-    ("*", "n"): 1,
-    ("/chat/completions", "presence_penalty"): 0,
-    ("/chat/completions", "frequency_penalty"): 0,
-    ("/chat/completions", "logprobs"): False,
-    ("/embeddings", "encoding_format"): "float",
-}
-_KEY_VERSION = b"fleetledger-cache-key-v1"
-
-
-@dataclass(frozen=True)
-class CachedResponse:
-    """One upstream answer, as stored: enough to replay it and to record what the hit saved."""
-
-    status: int
-    headers: dict[str, str]  # content-type etc. (no hop-by-hop headers)
-    body: bytes  # the upstream's JSON body, as received
-    provider: str
-    model: str
-    cost_nanos: int  # what the original call cost (the saving of each hit)
-    usage: dict[str, int] = field(default_factory=dict)  # normalized token counts of the original call
-    created_us: int = 0
-
-    def to_bytes(self, *, expires_us: int = 0) -> bytes:
-        return _encode(self, expires_us)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> CachedResponse:
-        return _decode(data)[0]
-
-
-class CorruptEntry(ValueError):
-    """A stored entry that cannot be decoded (truncated, overwritten, another format)."""
-
-
-# Entry layout: magic, header length, header JSON, body. The header carries the body's length and
-# CRC-32, so a truncated or damaged body is detected rather than served.
-_MAGIC = b"TLC1"
-_HEAD = struct.Struct(">4sI")
-
-
-def _encode(response: CachedResponse, expires_us: int) -> bytes:
-    header = {
-        "status": response.status,
-        "headers": response.headers,
-        "provider": response.provider,
-        "model": response.model,
-        "cost_nanos": response.cost_nanos,
-        "usage": response.usage,
-        "created_us": response.created_us,
-        "expires_us": expires_us,
-        "body_len": len(response.body),
-        "body_crc": zlib.crc32(response.body),
-    }
-    head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
-    return _HEAD.pack(_MAGIC, len(head)) + head + response.body
-
-
-def _decode(data: bytes) -> tuple[CachedResponse, int]:
-    """The response and its expiry (µs since the epoch, 0 = none); :class:`CorruptEntry` if damaged."""
-    try:
-        data = bytes(data)
-        magic, head_len = _HEAD.unpack_from(data, 0)
-        if magic != _MAGIC:
-            raise CorruptEntry(f"unknown entry format {magic!r}")
-        start = _HEAD.size + head_len
-        header = json.loads(data[_HEAD.size : start])
-        body = data[start:]
-        if len(body) != header["body_len"] or zlib.crc32(body) != header["body_crc"]:
-            raise CorruptEntry("body length or checksum does not match")
-        headers, usage = header["headers"], header["usage"]
-        if not (
-            isinstance(headers, dict)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
-            and isinstance(usage, dict)
-            and all(isinstance(k, str) and type(v) is int for k, v in usage.items())
-            and all(type(header[name]) is int for name in ("status", "cost_nanos", "created_us", "expires_us"))
-            and isinstance(header["provider"], str)
-            and isinstance(header["model"], str)
-        ):
-            raise CorruptEntry("header fields have the wrong types")
-        response = CachedResponse(
-            status=header["status"],
-            headers=headers,
-            body=body,
-            provider=header["provider"],
-            model=header["model"],
-            cost_nanos=header["cost_nanos"],
-            usage=usage,
-            created_us=header["created_us"],
-        )
-        return response, header["expires_us"]
-    except CorruptEntry:
-        raise
-    except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise CorruptEntry(f"cannot decode entry: {exc}") from None
-
-
-# --------------------------------------------------------------------------------------------------
-# Keys
-
-
-def _canonical_endpoint(endpoint: str) -> str:
-    return endpoint.strip().split("?", 1)[0].rstrip("/")
-
-
-def _canonical_params(endpoint: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(body, Mapping):
-        raise InvalidInput(
-            f"cache key for {endpoint}: the request body must be a JSON object, got {type(body).__name__}"
-        )
-    params: dict[str, Any] = {}
-    for name, value in body.items():
-        if name in IGNORED_FIELDS or value is None:
-            continue
-        if _is_default(endpoint, name, value):
-            continue
-        if type(value) is float and value.is_integer() and abs(value) < 2**53:
-            value = int(value)
-        params[name] = value
-    return params
-
-
-def _is_default(endpoint: str, name: str, value: Any) -> bool:
-    for (suffix, field_name), default in DEFAULT_VALUES.items():
-        if field_name == name and (suffix == "*" or endpoint.endswith(suffix)):
-            if isinstance(default, bool):
-                return value is default
-            if isinstance(default, int):  # n=1 and n=1.0 alike, but n=true is not n=1
-                return type(value) in (int, float) and value == default
-            return bool(value == default)
-    return False
-
-
-def canonical_json(value: Any, *, where: str) -> str:
-    try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{where}: the request body is not plain JSON ({exc})") from None
-
-
-def request_key(endpoint: str, body: Mapping[str, Any], *, namespace: str = "") -> str:
-    """The exact-cache key of a request: hex SHA-256 of namespace, endpoint and the canonical body.
-
-    ``namespace`` partitions the cache (e.g. per virtual key or tenant): two namespaces never share
-    an entry. See the module docstring for exactly which fields are ignored.
-    """
-    path = _canonical_endpoint(endpoint)
-    text = canonical_json(_canonical_params(path, body), where=f"cache key for {path}")
-    digest = hashlib.sha256(_KEY_VERSION)
-    for part in (namespace.encode(), path.encode()):
-        # Length-prefixed, so ("a/b", "c") and ("a", "b/c") cannot collide.
-        digest.update(b"%d:" % len(part) + part)
-    digest.update(text.encode())
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------------------------------
-# Exact caches
 
 
 class ExactCache(Protocol):
@@ -268,30 +49,6 @@ class ExactCache(Protocol):
     async def put(self, key: str, response: CachedResponse, ttl_s: int) -> None: ...
 
     async def close(self) -> None: ...
-
-
-class _Complaints:
-    """Logs a failing backend at most once per ``interval`` seconds per kind of failure."""
-
-    def __init__(self, name: str, interval: float = 10.0) -> None:
-        self.name = name
-        self.interval = interval
-        self._last: dict[str, float] = {}
-
-    def __call__(self, what: str, exc: BaseException) -> None:
-        now = time.monotonic()
-        if now - self._last.get(what, -1e18) >= self.interval:
-            self._last[what] = now
-            log.warning("%s: %s failed, treated as a cache miss (%s: %s)", self.name, what, type(exc).__name__, exc)
-
-
-def _check_ttl(ttl_s: int) -> None:
-    if type(ttl_s) is not int or ttl_s <= 0:
-        raise InvalidInput(f"cache put: ttl_s must be a positive whole number of seconds, got {ttl_s!r}")
-
-
-def _now_us(clock: Clock | None) -> int:
-    return to_us(clock()) if clock is not None else time.time_ns() // 1000
 
 
 _SQLITE_SCHEMA = """
@@ -322,86 +79,7 @@ END;
 """
 
 
-class _SQLiteFile:
-    """A cache's own SQLite file (WAL): reads on the caller's thread, writes on one background thread.
-
-    Shared by :class:`SQLiteExactCache` and :class:`~fleetledger.gateway.cache.semantic_store.SQLiteSemanticStore`:
-    the schema is applied once, a reader connection (short busy timeout: a WAL reader does not wait
-    for writers) is used under a lock, and every write goes through a one-thread executor with its
-    own connection, so waiting for another process's write lock never blocks an event loop.
-    """
-
-    path: Path
-    busy_timeout_s: float
-
-    def _open(self, schema: str, label: str, thread_name: str, complain: Callable[[str, BaseException], None]) -> None:
-        self._complain = complain
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            setup = self._connect(self.busy_timeout_s)
-            try:
-                setup.execute("PRAGMA journal_mode=WAL")
-                setup.executescript(schema)
-            finally:
-                setup.close()
-        except sqlite3.DatabaseError as exc:
-            raise InvalidInput(f"{label} {self.path}: not a usable cache file ({exc})") from None
-        self._reader = self._connect(0.05)
-        self._read_lock = threading.Lock()
-        self._writer_conn: sqlite3.Connection | None = None
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
-        self._closed = False
-
-    def _connect(self, timeout: float) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
-
-    def _conn(self) -> sqlite3.Connection:
-        """The writer's connection (background thread only)."""
-        if self._writer_conn is None:
-            self._writer_conn = self._connect(self.busy_timeout_s)
-        return self._writer_conn
-
-    def _background(self, work: Callable[..., None], *args: Any) -> None:
-        """Queue a write that nobody waits for; a failure is logged, never raised."""
-
-        def run() -> None:
-            try:
-                work(*args)
-            except sqlite3.Error as exc:
-                self._complain("background write", exc)
-
-        try:
-            self._writer.submit(run)
-        except RuntimeError:  # shut down
-            pass
-
-    def flush(self) -> None:
-        """Wait until queued background writes are done (tests, shutdown)."""
-        if not self._closed:
-            self._writer.submit(lambda: None).result()
-
-    async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.close_now)
-
-    def close_now(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-
-        def close_writer() -> None:
-            if self._writer_conn is not None:
-                self._writer_conn.close()
-                self._writer_conn = None
-
-        self._writer.submit(close_writer)
-        self._writer.shutdown(wait=True)
-        with self._read_lock:
-            self._reader.close()
-
-
-class SQLiteExactCache(_SQLiteFile):
+class SQLiteExactCache(SQLiteFile):
     """Exact cache in its own SQLite file (WAL), safe for several processes sharing the file.
 
     Bounds: ``max_bytes`` (sum of stored entry sizes) and/or ``max_entries``. A put that crosses a
@@ -440,7 +118,7 @@ class SQLiteExactCache(_SQLiteFile):
         self.touch_interval_us = int(touch_interval_s * 1_000_000)
         self.busy_timeout_s = busy_timeout_s
         self._last_purge_us = 0
-        self._open(_SQLITE_SCHEMA, "SQLite cache", "fleetledger-cache-writer", _Complaints(f"SQLite cache {self.path}"))
+        self._open(_SQLITE_SCHEMA, "SQLite cache", "fleetledger-cache-writer", Complaints(f"SQLite cache {self.path}"))
 
     # ---- reads (caller's thread)
 
@@ -462,12 +140,12 @@ class SQLiteExactCache(_SQLiteFile):
         if row is None:
             return None
         value, expires_us, accessed_us = row
-        now = _now_us(self.clock)
+        now = now_us(self.clock)
         if expires_us <= now:
             self._background(self._drop_sync, key, now)
             return None
         try:
-            response, _ = _decode(value)
+            response, _ = decode_entry(value)
         except CorruptEntry as exc:
             log.warning("SQLite cache %s: dropping corrupt entry %s (%s)", self.path, key, exc)
             self._background(self._drop_sync, key, None)
@@ -479,11 +157,11 @@ class SQLiteExactCache(_SQLiteFile):
     # ---- writes (background thread)
 
     async def put(self, key: str, response: CachedResponse, ttl_s: int) -> None:
-        _check_ttl(ttl_s)
+        check_ttl(ttl_s)
         if self._closed:
             return
-        now = _now_us(self.clock)
-        value = _encode(response, now + ttl_s * 1_000_000)
+        now = now_us(self.clock)
+        value = encode_entry(response, now + ttl_s * 1_000_000)
         if self.max_entry_bytes is not None and len(value) > self.max_entry_bytes:
             log.debug(
                 "SQLite cache %s: entry %s (%d bytes) exceeds max_entry_bytes, not stored", self.path, key, len(value)
@@ -497,9 +175,9 @@ class SQLiteExactCache(_SQLiteFile):
 
     def put_now(self, key: str, response: CachedResponse, ttl_s: int) -> None:
         """The synchronous store behind :meth:`put` (waits for the write; for scripts and tests)."""
-        _check_ttl(ttl_s)
-        now = _now_us(self.clock)
-        value = _encode(response, now + ttl_s * 1_000_000)
+        check_ttl(ttl_s)
+        now = now_us(self.clock)
+        value = encode_entry(response, now + ttl_s * 1_000_000)
         if self.max_entry_bytes is not None and len(value) > self.max_entry_bytes:
             return
         self._writer.submit(self._put_sync, key, value, now + ttl_s * 1_000_000, now).result()
@@ -639,7 +317,7 @@ class RedisExactCache:
         self._index = f"{prefix}lru"
         self._sizes = f"{prefix}sizes"
         self._total = f"{prefix}bytes"
-        self._complain = _Complaints(f"Redis cache {prefix}")
+        self._complain = Complaints(f"Redis cache {prefix}")
 
     def _entry(self, key: str) -> str:
         return f"{self.prefix}e:{key}"
@@ -648,7 +326,7 @@ class RedisExactCache:
         from redis.exceptions import RedisError
 
         entry = self._entry(key)
-        now = _now_us(self.clock)
+        now = now_us(self.clock)
         value: Any
         try:
             if self.max_bytes is None:
@@ -664,7 +342,7 @@ class RedisExactCache:
         if value is None:
             return None
         try:
-            response, expires_us = _decode(value)
+            response, expires_us = decode_entry(value)
         except CorruptEntry as exc:
             log.warning("Redis cache: dropping corrupt entry %s (%s)", entry, exc)
             await self._delete(entry)
@@ -684,9 +362,9 @@ class RedisExactCache:
     async def put(self, key: str, response: CachedResponse, ttl_s: int) -> None:
         from redis.exceptions import RedisError
 
-        _check_ttl(ttl_s)
-        now = _now_us(self.clock)
-        value = _encode(response, now + ttl_s * 1_000_000)
+        check_ttl(ttl_s)
+        now = now_us(self.clock)
+        value = encode_entry(response, now + ttl_s * 1_000_000)
         if self.max_entry_bytes is not None and len(value) > self.max_entry_bytes:
             log.debug("Redis cache: entry %s (%d bytes) exceeds max_entry_bytes, not stored", key, len(value))
             return
@@ -740,24 +418,3 @@ def build_exact_cache(
         f"cache URL {url!r}: use sqlite:///path/to/cache.db (or leave it unset for the default file) "
         "or redis://host:6379/0"
     )
-
-
-_SEMANTIC_NAMES = (
-    "cache_text",
-    "Embedder",
-    "HashingEmbedder",
-    "SemanticCache",
-    "SemanticStore",
-    "SQLiteSemanticStore",
-    "RedisSemanticStore",
-)
-
-
-def __getattr__(name: str) -> Any:
-    # The semantic half lives in semantic.py (it imports CachedResponse from here); re-exported lazily
-    # so either module can be imported first.
-    if name in _SEMANTIC_NAMES:
-        from fleetledger.gateway.cache import semantic
-
-        return getattr(semantic, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
