@@ -13,7 +13,7 @@ import genai_prices
 import pytest
 
 from fleetledger.core.usage import TOKEN_FIELDS, parse_event
-from fleetledger.demo.generator import DemoSpec, build_fleet, generate, ground_truth
+from fleetledger.demo import DemoSpec, build_fleet, generate, ground_truth
 
 END = datetime(2025, 10, 1, tzinfo=UTC)
 UNKNOWN = ("vllm", "acme-llama-70b-ft")
@@ -229,7 +229,7 @@ def test_spikes_are_obvious_and_explained() -> None:
 
 
 def test_demo_budgets_cover_the_fleet_and_each_department_once(ledger, clock):
-    from fleetledger.demo.generator import load_demo
+    from fleetledger.demo import load_demo
 
     ledger.budgets.create(name="research-monthly", scope={"department": "research"}, amount="12345")  # a real one
     spec = DemoSpec(seed=3, days=30, events=6_000, end=clock.now)

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from fleetledger.analytics.anomalies import detect as service
+from fleetledger.analytics import anomalies as service
 from fleetledger.cli._common import OutputFormat, console, emit, handle_errors, open_ledger
 
 anomalies_app = typer.Typer(help="Spend anomalies with root causes, and their review status.", no_args_is_help=True)

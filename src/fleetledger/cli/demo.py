@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         output: OutputFormat = typer.Option(OutputFormat.table, "--format"),
     ) -> None:
         """Build a realistic synthetic fleet ledger (replaces earlier demo data, keeps real data)."""
-        from fleetledger.demo.generator import DemoSpec, load_demo
+        from fleetledger.demo import DemoSpec, load_demo
 
         with open_ledger(ctx) as ledger, handle_errors():
             end = ledger.clock().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from fleetledger.analytics.recommendations import engine as service
+from fleetledger.analytics import recommendations as service
 from fleetledger.cli._common import OutputFormat, console, emit, handle_errors, open_ledger
 
 _COLUMNS = (
