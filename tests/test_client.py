@@ -22,11 +22,11 @@ import pytest
 import uvicorn
 from sqlalchemy import update
 
-from fleetledger import InvalidEvent, Ledger, Settings
+from fleetledger import InvalidEvent, InvalidInput, Ledger, Settings, connect
 from fleetledger.access.keys import api_keys, create_key, revoke_key
 from fleetledger.core.money import format_usd
 from fleetledger.core.usage import parse_event
-from fleetledger.sdk.http import HttpLedger, connect, default_spool_dir
+from fleetledger.sdk.http import HttpLedger, default_spool_dir
 from fleetledger.server import create_app
 
 FIXTURES = Path(__file__).parent / "providers" / "fixtures"
@@ -456,11 +456,24 @@ def test_connect_routes_by_url_and_default_spool(tmp_path, monkeypatch):
         local.close()
 
 
-def test_ledger_with_an_http_url_is_the_http_sdk(tmp_path):
-    from fleetledger import HttpLedger, Ledger
+def test_connect_with_an_http_url_is_the_http_sdk(tmp_path):
+    import fleetledger
 
-    client = Ledger("http://127.0.0.1:9", api_key="tl_abc_def", spool_dir=tmp_path / "spool")
+    assert fleetledger.connect is connect and "connect" in fleetledger.__all__
+    client = connect("https://127.0.0.1:9", api_key="tl_abc_def", spool_dir=tmp_path / "spool")
     try:
-        assert isinstance(client, HttpLedger)
+        assert isinstance(client, HttpLedger) and client.url == "https://127.0.0.1:9"
     finally:
         client.close(timeout=0.2)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9", "https://ledger.internal:8000/", " HTTP://h:1"])
+def test_a_ledger_refuses_a_server_url_and_says_what_to_use(tmp_path, url):
+    with pytest.raises(InvalidInput) as refused:
+        Ledger(url, settings=Settings(spool_dir=tmp_path / "s"), background=False)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "fleetledger.connect(url)" in message and "fleetledger.HttpLedger(url, api_key=...)" in message
+    with pytest.raises(InvalidInput, match=r"fleetledger\.connect\(url\)"):
+        Ledger(settings=Settings(database_url=url.strip(), spool_dir=tmp_path / "s"), background=False)
+    assert not (tmp_path / "s").exists()  # refused before anything was built

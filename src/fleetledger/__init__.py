@@ -1,9 +1,10 @@
 """fleetledger: meter, price, attribute, budget and forecast the LLM spend of an agent fleet.
 
-The names users import live here; everything else is internal.
+The names users import live here; everything else is internal. ``connect(url)`` opens a ledger
+wherever ``url`` points: an :class:`HttpLedger` for a fleetledger server (``http(s)://``), a
+:class:`Ledger` for a database. Modules inside the package import from their own layers, never
+from this root (``fleetledger.core.version.VERSION`` is the version).
 """
-
-from importlib.metadata import version as _version
 
 from fleetledger.budgets.enforce import Reservation
 from fleetledger.core.errors import (
@@ -19,14 +20,17 @@ from fleetledger.core.errors import (
 )
 from fleetledger.core.settings import Settings
 from fleetledger.core.usage import UsageEvent
+from fleetledger.core.version import VERSION
 from fleetledger.ledger.facade import IngestResult, Ledger, PricedEvent
 from fleetledger.pricing import Cost
+from fleetledger.sdk.connect import connect
 from fleetledger.sdk.http import HttpLedger
 
-__version__ = _version("fleetledger")
+__version__ = VERSION
 __all__ = [
     "Ledger",
     "HttpLedger",
+    "connect",
     "UsageEvent",
     "PricedEvent",
     "IngestResult",

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from fleetledger.alerts import ALERT_FIRED, BUDGET_CRITICAL, BUDGET_EXCEEDED, BUDGET_WARNING, Finding
 from fleetledger.alerts.outbox import deliver_due
+from fleetledger.alerts.registry import RuleRegistry
 from fleetledger.alerts.tables import alert_channels, alert_outbox, alert_rules, alerts
 from fleetledger.core.errors import Conflict, InvalidInput, NotFound
 
@@ -288,3 +289,40 @@ def test_a_broken_evaluator_does_not_stop_the_others(hooked):
     hooked.register_evaluator("anomaly", broken)
     hooked.register_evaluator("forecast_overrun", lambda rule, now, store: [Finding("warning", "f1", "t", "m")])
     assert [a.rule for a in hooked.evaluate()] == ["f"]
+
+
+def test_the_registry_knows_the_kinds_and_names_them_when_one_is_unknown():
+    registry = RuleRegistry()
+    assert list(registry) == ["absolute_spend", "percent_increase", "cost_per_request"]
+    assert registry.evaluator("budget") is None and registry.evaluator("anomaly") is None  # waits for a module
+    with pytest.raises(InvalidInput, match=r"^kind: 'spend_spike' is not a rule kind; use one of budget, "):
+        registry.evaluator("spend_spike")
+    with pytest.raises(InvalidInput, match=r"^kind: 'spend_spike' cannot have an evaluator; use one of "):
+        registry.register("spend_spike", lambda rule, now, store: [])
+    assert "spend_spike" not in registry
+
+
+def test_a_stored_rule_of_an_unknown_kind_is_skipped_not_fatal(hooked, store, caplog):
+    hooked.add_rule("f", "forecast_overrun", channels=["hook"])
+    hooked.register_evaluator("forecast_overrun", lambda rule, now, store: [Finding("warning", "f1", "t", "m")])
+    with store.write() as conn:  # as a newer release might have written it
+        conn.execute(alert_rules.insert().values(**_rule_row(conn, "from-the-future", "spend_spike")))
+    assert [a.rule for a in hooked.evaluate()] == ["f"]
+    assert "alert rule from-the-future skipped: kind: 'spend_spike' is not a rule kind" in caplog.text
+
+
+def _rule_row(conn, name: str, kind: str) -> dict:
+    template = conn.execute(select(alert_rules).limit(1)).mappings().one()
+    return {**{k: v for k, v in template.items() if k != "id"}, "name": name, "kind": kind}
+
+
+def test_the_ledgers_engine_evaluates_every_scheduled_kind(ledger):
+    """The composition root registers the kinds analytics and reconciliation provide."""
+    assert list(ledger.alerts.registry) == [
+        "absolute_spend",
+        "percent_increase",
+        "cost_per_request",
+        "forecast_overrun",
+        "anomaly",
+        "reconciliation_drift",
+    ]

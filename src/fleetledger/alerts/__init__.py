@@ -2,8 +2,10 @@
 
 The pieces, each in its own module:
 
-* :mod:`.bus` -- the in-process event bus (``cost.recorded``, ``budget.*``, ``alert.fired``);
+* :mod:`fleetledger.core.bus` -- the in-process event bus (``cost.recorded``, ``budget.*``, ``alert.fired``);
 * :mod:`.rules` -- rule kinds, scope and parameter validation, the built-in spend evaluators;
+* :mod:`.registry` -- :class:`RuleRegistry`, ``kind -> evaluator`` (the composition root registers
+  the kinds analytics and reconciliation provide);
 * :mod:`.engine` -- :class:`AlertEngine`: channel and rule CRUD, ``fire`` with cooldown and
   escalation, ``evaluate``, ``history``;
 * :mod:`.records` -- the records handed back (alerts with deliveries, channels);
@@ -17,6 +19,7 @@ from __future__ import annotations
 from fleetledger.alerts.channels import DeliveryResult, verify_signature
 from fleetledger.alerts.engine import Alert, AlertChannel, AlertEngine, Delivery
 from fleetledger.alerts.outbox import DeliveryOutcome, DeliveryReport, OutboxWorker, deliver_due
+from fleetledger.alerts.registry import RuleRegistry
 from fleetledger.alerts.rules import Finding, Rule
 from fleetledger.core.bus import (
     ALERT_FIRED,
@@ -35,6 +38,7 @@ __all__ = [
     "Delivery",
     "Rule",
     "Finding",
+    "RuleRegistry",
     "EventBus",
     "OutboxWorker",
     "deliver_due",

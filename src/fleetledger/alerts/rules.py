@@ -2,11 +2,17 @@
 
 Why separate from the engine: the checks here are pure (config in, normalised config or
 :class:`~fleetledger.core.errors.InvalidInput` out; ledger totals in, findings out), so the CLI, the REST
-API and the tests all share one definition of a valid rule. A rule kind is evaluated by an
-*evaluator*: ``(rule, now, store) -> findings``. ``absolute_spend``, ``percent_increase`` and
-``cost_per_request`` are built in; ``forecast_overrun`` and ``anomaly`` are plugged in by the
-forecast and anomaly modules with :meth:`AlertEngine.register_evaluator`. ``budget`` rules are not
-evaluated on a schedule: they react to the budgets engine's ``budget.*`` events.
+API and the tests all share one definition of a valid rule, for every kind: the parameters of
+``reconciliation_drift`` are checked here too (:func:`validate_drift_params`), so a rule is
+validated the same way by an engine that has no evaluator for its kind.
+
+A rule kind is evaluated by an *evaluator*: ``(rule, now, store) -> findings``, looked up in the
+engine's :class:`~fleetledger.alerts.registry.RuleRegistry`. ``absolute_spend``,
+``percent_increase`` and ``cost_per_request`` are built in (:data:`BUILTIN_EVALUATORS`);
+``forecast_overrun``, ``anomaly`` and ``reconciliation_drift`` belong to the layers above (analytics,
+reconciliation), which import :class:`Finding`, :class:`Rule` and :func:`usd_text` from here; the
+composition root (:mod:`fleetledger.ledger.app`) registers their evaluators. ``budget`` rules are
+not evaluated on a schedule: they react to the budgets engine's ``budget.*`` events.
 
 Every finding carries a ``dedup_key`` naming the rule and the period it is about, so a rule fires
 at most once per period (and the cooldown stops repeats of the same key within 24 h).
@@ -23,6 +29,7 @@ from typing import Any
 from fleetledger.core.errors import InvalidInput
 from fleetledger.core.money import format_usd, nanos_to_usd, parse_usd, usd_to_nanos
 from fleetledger.core.time import floor_day, from_us, to_us
+from fleetledger.core.usage import MAX_COST_USD
 from fleetledger.storage.query import grouped_costs
 from fleetledger.storage.store import DAY_US, HOUR_US, Store
 
@@ -41,6 +48,7 @@ __all__ = [
     "validate_scope",
     "validate_params",
     "validate_severity",
+    "validate_drift_params",
     "period_start",
     "previous_period_start",
     "BUILTIN_EVALUATORS",
@@ -114,7 +122,7 @@ class Finding:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-#: ``(rule, now, store) -> findings``; forecast and anomaly modules register their own.
+#: ``(rule, now, store) -> findings``; see :class:`~fleetledger.alerts.registry.RuleRegistry`.
 Evaluator = Callable[[Rule, datetime, Store], Iterable[Finding]]
 
 
@@ -202,8 +210,6 @@ def validate_params(kind: str, params: Mapping[str, Any] | None) -> dict[str, An
     if kind in ("forecast_overrun", "anomaly"):
         return params  # their evaluators define and check these
     if kind == "reconciliation_drift":
-        from fleetledger.reconciliation.compare import validate_drift_params
-
         return validate_drift_params(params)
     if kind == "budget":
         _check_param_keys(params, {"budget", "levels", "percent"}, kind)
@@ -255,6 +261,48 @@ def validate_params(kind: str, params: Mapping[str, Any] | None) -> dict[str, An
             "severity": severity,
         }
     raise InvalidInput(f"kind: {kind!r} is not a rule kind; use one of {', '.join(RULE_KINDS)}")
+
+
+def validate_drift_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``reconciliation_drift`` rule params: ``threshold_usd`` and/or ``threshold_percent``,
+    ``days`` (the last N whole days, default 7), ``provider``, ``severity``."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - {"threshold_usd", "threshold_percent", "days", "provider", "severity"})
+    if unknown:
+        raise InvalidInput(
+            f"params.{unknown[0]}: not a reconciliation_drift rule parameter; "
+            "use threshold_usd, threshold_percent, days, provider, severity"
+        )
+    out: dict[str, Any] = {"severity": validate_severity(params.get("severity") or "warning")}
+    if params.get("threshold_usd") not in (None, ""):
+        amount = parse_usd(params["threshold_usd"], field="threshold_usd")
+        if not 0 < amount <= MAX_COST_USD:  # a larger one failed at each evaluation (nanos past 28 digits)
+            raise InvalidInput(f"threshold_usd: must be more than 0 and at most {MAX_COST_USD}")
+        out["threshold_usd"] = str(amount)
+    if params.get("threshold_percent") not in (None, ""):
+        out["threshold_percent"] = _positive_percent(params["threshold_percent"], "threshold_percent")
+    if "threshold_usd" not in out and "threshold_percent" not in out:
+        raise InvalidInput("threshold_usd or threshold_percent: give at least one (e.g. threshold_percent=2)")
+    days = params.get("days", 7)
+    if isinstance(days, bool) or not str(days).isdigit() or not 1 <= int(days) <= 366:
+        raise InvalidInput(f"days: {days!r} must be a whole number of days between 1 and 366")
+    out["days"] = int(days)
+    if params.get("provider"):
+        out["provider"] = str(params["provider"]).strip().lower()
+    return out
+
+
+def _positive_percent(value: Any, name: str) -> str:
+    """A percentage above 0 with no upper bound (a drift may exceed 100%)."""
+    if isinstance(value, float | bool):
+        raise InvalidInput(f"{name}: give the percentage as a decimal string, e.g. '5'")
+    try:
+        number = Decimal(str(value).strip().rstrip("%"))
+    except InvalidOperation:
+        raise InvalidInput(f"{name}: {value!r} is not a number") from None
+    if not number.is_finite() or number <= 0:
+        raise InvalidInput(f"{name}: must be more than 0")
+    return str(number)
 
 
 # -- periods ---------------------------------------------------------------------------------

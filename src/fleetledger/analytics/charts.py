@@ -7,30 +7,45 @@ integer sums of their children, computed in nano-USD and formatted once.
 Percentiles and distributions need individual requests, so they read raw events; above
 ``MAX_SAMPLE`` requests in the range they read a deterministic 1-in-N sample by row id and say so
 (``sampled_every``).
+
+:func:`chart_data` answers any chart by name, the matrices of :mod:`.matrix` included. The pieces
+the matrices share with these charts live below both, in :mod:`.chart_base` (range, sampling,
+percentiles) and :mod:`.providers` (the provider comparison), so the dispatch imports
+:mod:`.matrix` like any other caller and :mod:`.matrix` never imports this module.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, select
 
+from fleetledger.analytics import matrix
+from fleetledger.analytics.chart_base import (
+    MAX_SAMPLE,
+    Where,
+    chart_range,
+    ratio,
+    raw_filter,
+    sample_step,
+)
+from fleetledger.analytics.providers import provider_comparison
 from fleetledger.core.errors import InvalidInput
 from fleetledger.core.money import format_usd
-from fleetledger.core.time import from_us, parse_range, to_us
+from fleetledger.core.time import from_us
 from fleetledger.storage.query import (
     TIME_KEYS,
     CostRow,
-    _filter,
-    _needs_raw,
-    _raw_column,
-    _rollup_column,
-    _segments,
+    filter_conditions,
     grouped_costs,
+    needs_raw,
+    raw_column,
+    rollup_column,
+    segments,
     validate_keys,
 )
 from fleetledger.storage.schema import (
@@ -57,26 +72,12 @@ __all__ = [
     "MAX_SAMPLE",
 ]
 
-MAX_SAMPLE = 200_000
-Where = Mapping[str, Sequence[str | None]]
-
-
-def _range(ledger: Ledger, since: Any, until: Any) -> tuple[datetime, datetime, int, int]:
-    start, end = parse_range(since, until, now=ledger.clock())
-    return start, end, to_us(start), to_us(end)
-
-
-def _ratio(part: int, whole: int) -> str | None:
-    if not whole:
-        return None
-    return f"{(Decimal(part) * 100 / whole).quantize(Decimal('0.01')):f}"
-
 
 def spend_trend(
     ledger: Ledger, *, by: str = "provider", since: Any = "30d", until: Any = None, where: Where | None = None
 ) -> dict[str, Any]:
     """Daily spend stacked by ``by``, each series' total and its change vs the previous period."""
-    start, end, s_us, e_us = _range(ledger, since, until)
+    start, end, s_us, e_us = chart_range(ledger, since, until)
     rows = grouped_costs(ledger.store, ["day", by], s_us, e_us, where or {})
     previous = grouped_costs(ledger.store, [by], s_us - (e_us - s_us), s_us, where or {})
     before = {r.keys[0]: int(r.measures["cost_nanos"]) for r in previous}
@@ -93,7 +94,7 @@ def spend_trend(
                 "key": key,
                 "total_usd": format_usd(total),
                 "previous_usd": format_usd(prior),
-                "change_pct": _ratio(total - prior, prior),
+                "change_pct": ratio(total - prior, prior),
                 "points": [format_usd(by_day.get(day, 0)) for day in days],
             }
         )
@@ -107,63 +108,6 @@ def spend_trend(
     }
 
 
-def _raw_filter(where: Where | None) -> list[Any]:
-    conditions = []
-    for key, values in (where or {}).items():
-        column = events.c[key] if not key.startswith("tag.") else events.c.tags[key[4:]].as_string()
-        wanted = [v for v in values if v is not None]
-        conditions.append(column.in_(wanted) if wanted else column.is_(None))
-    return conditions
-
-
-def _sample_step(ledger: Ledger, conditions: list[Any]) -> int:
-    with ledger.store.read() as conn:
-        count = int(conn.execute(select(func.count()).select_from(events).where(and_(*conditions))).scalar() or 0)
-    return max(1, -(-count // MAX_SAMPLE))
-
-
-def _percentile(values: list[float], pct: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
-
-
-def provider_comparison(
-    ledger: Ledger, *, since: Any = "30d", until: Any = None, where: Where | None = None
-) -> dict[str, Any]:
-    """Per provider: cost, volume, error rate, cost per 1K tokens, p50/p90 latency."""
-    start, end, s_us, e_us = _range(ledger, since, until)
-    rows = grouped_costs(ledger.store, ["provider"], s_us, e_us, where or {})
-    conditions = [events.c.ts_us >= s_us, events.c.ts_us < e_us, events.c.latency_ms.is_not(None), *_raw_filter(where)]
-    step = _sample_step(ledger, conditions)
-    if step > 1:
-        conditions.append(events.c.id % step == 0)
-    latencies: dict[str, list[float]] = defaultdict(list)
-    with ledger.store.read() as conn:
-        for provider, latency in conn.execute(select(events.c.provider, events.c.latency_ms).where(and_(*conditions))):
-            latencies[provider].append(float(latency))
-    out = []
-    for row in sorted(rows, key=lambda r: -int(r.measures["cost_nanos"])):
-        m = row.measures
-        tokens = int(m["input_tokens"]) + int(m["output_tokens"])
-        cost = int(m["cost_nanos"])
-        provider = row.keys[0]
-        out.append(
-            {
-                "provider": provider,
-                "cost_usd": format_usd(cost),
-                "requests": int(m["requests"]),
-                "error_rate_pct": _ratio(int(m["errors"]), int(m["requests"])),
-                "cost_per_1k_tokens_usd": format_usd(cost * 1000 // tokens) if tokens else None,
-                "cost_per_request_usd": format_usd(cost // int(m["requests"])) if m["requests"] else None,
-                "p50_latency_ms": _percentile(latencies.get(provider, []), 50),
-                "p90_latency_ms": _percentile(latencies.get(provider, []), 90),
-            }
-        )
-    return {"since": start.isoformat(), "until": end.isoformat(), "providers": out, "sampled_every": step}
-
-
 def cost_distribution(
     ledger: Ledger,
     *,
@@ -174,14 +118,14 @@ def cost_distribution(
     outliers: int = 20,
 ) -> dict[str, Any]:
     """Cost per request: log-spaced histogram, percentiles, and the costliest requests (IQR outliers)."""
-    start, end, s_us, e_us = _range(ledger, since, until)
+    start, end, s_us, e_us = chart_range(ledger, since, until)
     conditions = [
         events.c.ts_us >= s_us,
         events.c.ts_us < e_us,
         events.c.category.in_(["llm_inference", "embedding"]),
-        *_raw_filter(where),
+        *raw_filter(where),
     ]
-    step = _sample_step(ledger, conditions)
+    step = sample_step(ledger, conditions)
     sampled = [*conditions, events.c.id % step == 0] if step > 1 else conditions
     with ledger.store.read() as conn:
         costs = [int(c) for (c,) in conn.execute(select(events.c.cost_nanos).where(and_(*sampled)))]
@@ -257,7 +201,7 @@ def top_agents(
     Potential: what the agent would save at the median cost per request of agents doing the same
     main operation (never negative); an estimate of the gap, not a promise.
     """
-    start, end, s_us, e_us = _range(ledger, since, until)
+    start, end, s_us, e_us = chart_range(ledger, since, until)
     rows = grouped_costs(ledger.store, ["agent", "department", "operation"], s_us, e_us, where or {})
     agents: dict[Any, dict[str, Any]] = {}
     for row in rows:
@@ -304,7 +248,7 @@ def top_agents(
                 "cost_per_request_usd": format_usd(per_request),
                 "tokens_per_request": (entry["input"] + entry["output"]) // requests if requests else None,
                 "output_input_ratio": f"{Decimal(entry['output']) / entry['input']:.3f}" if entry["input"] else None,
-                "cache_hit_pct": _ratio(entry["cached"], entry["input"]),
+                "cache_hit_pct": ratio(entry["cached"], entry["input"]),
                 "optimization_potential_usd": format_usd(potential),
             }
         )
@@ -356,27 +300,31 @@ def measure_sums(
         raise InvalidInput("time range: --until must be after --since")
     every = [*keys, *where]
     totals: dict[tuple[Any, ...], list[int]] = {}
-    if _needs_raw(every):
+    if needs_raw(every):
         for cost_row in grouped_costs(store, list(keys), since_us, until_us, where):
             totals[cost_row.keys] = [int(cost_row.measures[m]) for m in measures]
         return totals
     coarse = all(k in COARSE_DIMENSIONS or k in TIME_KEYS for k in every)
     with store.read() as conn:
-        for kind, start, end in _segments(since_us, until_us, allow_daily="hour" not in keys):
+        for kind, start, end in segments(since_us, until_us, allow_daily="hour" not in keys):
             if kind == "raw":
-                group = [_raw_column(k) for k in keys]
-                conditions = [events.c.ts_us >= start, events.c.ts_us < end, *_filter(_raw_column, where, rollup=False)]
+                group = [raw_column(k) for k in keys]
+                conditions = [
+                    events.c.ts_us >= start,
+                    events.c.ts_us < end,
+                    *filter_conditions(raw_column, where, rollup=False),
+                ]
                 sums = [func.count() if m == "requests" else func.coalesce(func.sum(events.c[m]), 0) for m in measures]
             else:
                 if coarse:
                     table = rollup_daily_coarse if kind == "daily" else rollup_hourly_coarse
                 else:
                     table = rollup_daily if kind == "daily" else rollup_hourly
-                group = [_rollup_column(table, k) for k in keys]
+                group = [rollup_column(table, k) for k in keys]
                 conditions = [
                     table.c.bucket_us >= start,
                     table.c.bucket_us < end,
-                    *_filter(lambda k, t=table: _rollup_column(t, k), where, rollup=True),
+                    *filter_conditions(partial(rollup_column, table), where, rollup=True),
                 ]
                 sums = [func.coalesce(func.sum(table.c[m]), 0) for m in measures]
             statement = select(*group, *sums).where(and_(*conditions))
@@ -403,7 +351,7 @@ def sunburst(
     levels: Sequence[str] = ("department", "agent", "model", "operation"),
 ) -> dict[str, Any]:
     """Department -> agent -> model -> operation, one grouped query, exact at every level."""
-    start, end, s_us, e_us = _range(ledger, since, until)
+    start, end, s_us, e_us = chart_range(ledger, since, until)
     sums = measure_sums(ledger.store, list(levels), s_us, e_us, where or {})
     rows = [CostRow(keys=key, measures={"cost_nanos": nanos}) for key, (nanos,) in sums.items()]
     total = sum(int(r.measures["cost_nanos"]) for r in rows)
@@ -420,7 +368,7 @@ def sankey(
     ledger: Ledger, *, since: Any = "30d", until: Any = None, where: Where | None = None, max_agents: int = 40
 ) -> dict[str, Any]:
     """Org -> department -> agent -> model flows; agents beyond ``max_agents`` fold into 'other agents'."""
-    start, end, s_us, e_us = _range(ledger, since, until)
+    start, end, s_us, e_us = chart_range(ledger, since, until)
     rows = grouped_costs(ledger.store, ["department", "agent", "model"], s_us, e_us, where or {})
     by_agent: dict[Any, int] = defaultdict(int)
     for row in rows:
@@ -453,7 +401,7 @@ def token_waterfall(
     minus what they cost, computed per model from the stored components (exact, no estimate).
     Reasoning is the share of output cost spent on reasoning tokens (per model, pro rata).
     """
-    start, end, s_us, e_us = _range(ledger, since, until)
+    start, end, s_us, e_us = chart_range(ledger, since, until)
     rows = grouped_costs(ledger.store, ["provider", "model", "category"], s_us, e_us, where or {})
     parts: defaultdict[str, int] = defaultdict(int)
     saved = 0
@@ -519,8 +467,6 @@ def chart_data(
     ``by``: what the trend stacks (provider, model, department...); ``limit``: rows of the agents
     table, or agents the Sankey shows before folding the rest.
     """
-    from fleetledger.analytics import matrix
-
     functions: dict[str, Any] = {
         "trend": spend_trend,
         "providers": provider_comparison,

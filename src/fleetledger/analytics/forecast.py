@@ -617,6 +617,9 @@ def _rule_covers(rule: Rule, budget: Budget) -> bool:
 def forecast_overrun_evaluator(rule: Rule, now: datetime, store: Store, *, ledger: Ledger) -> list[Finding]:
     """A finding per active budget whose overrun probability is above ``params.probability`` (0.5).
 
+    The ``forecast_overrun`` rule kind's evaluator; the composition root
+    (:func:`fleetledger.ledger.app.register_rule_kinds`) registers it with the ledger it serves.
+
     Params: ``probability`` (0..1), ``budget`` (a name, or ``*``), ``severity`` (warning).
     """
     threshold = _pct(rule.params.get("probability", "0.5"), "probability")
@@ -653,10 +656,11 @@ def forecast_overrun_evaluator(rule: Rule, now: datetime, store: Store, *, ledge
 
 
 def register(alert_engine: AlertEngine, ledger_factory: Callable[[Store], Ledger]) -> None:
-    """Plug the ``forecast_overrun`` rule kind into ``alert_engine``.
+    """Plug the ``forecast_overrun`` rule kind into ``alert_engine`` (its rule registry).
 
     ``ledger_factory(store)`` gives the Ledger over the store the engine evaluates (for budgets and
-    prices); its owner closes it, not this module.
+    prices); its owner closes it, not this module. A Ledger's own engine needs no call: the
+    composition root registers the kind.
     """
 
     def evaluate(rule: Rule, now: datetime, store: Store) -> Iterable[Finding]:

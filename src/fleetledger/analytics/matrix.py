@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from genai_prices import data_snapshot
 
-from fleetledger.analytics import charts
+from fleetledger.analytics.providers import provider_comparison
 from fleetledger.analytics.recommendations.engine import DEFAULT_MODEL_QUALITY, SWITCH_PROVIDERS, model_quality
 from fleetledger.core.errors import InvalidEvent, InvalidInput
 from fleetledger.core.money import format_usd, usd_to_nanos
@@ -230,7 +230,7 @@ def provider_matrix(
     if y not in ("p90_latency", "quality"):
         raise InvalidInput(f"y: {y!r} must be 'p90_latency' or 'quality'")
     where = _priced_calls(where)
-    compared = charts.provider_comparison(ledger, since=since, until=until, where=where)
+    compared = provider_comparison(ledger, since=since, until=until, where=where)
     start, end, s_us, e_us = _range(ledger, since, until)
     rows = grouped_costs(ledger.store, ["provider", "model"], s_us, e_us, where)
     catalog = model_quality(ledger)

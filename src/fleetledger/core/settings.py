@@ -29,7 +29,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetledger.core.environment import PREFIX, adopt_legacy_environment
-from fleetledger.storage.store import DEFAULT_URL, Store
+from fleetledger.core.urls import DEFAULT_URL, database_path
 
 __all__ = ["Settings", "DEFAULT_FX_RATES"]
 
@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     def resolved_spool_dir(self) -> Path:
         if self.spool_dir is not None:
             return self.spool_dir
-        path = Store.database_path(self.database_url)
+        path = database_path(self.database_url)
         if path is not None:
             return Path(path + ".spool")
         digest = hashlib.sha256(self.database_url.encode()).hexdigest()[:12]

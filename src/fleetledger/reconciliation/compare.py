@@ -35,13 +35,17 @@ usage priced at our rates (``provider_cost_basis`` ``usage_at_our_prices``).
 
 Keys: each provider's lines are matched to the ledger through a :class:`KeyMap` (which provider
 field, which ledger dimension, aliases between their values); see ``docs/reconciliation.md``.
+
+The package is split along these concepts: :mod:`.imports` (step 1), this module (step 2: the
+comparison and its classification), :mod:`.keys` (key maps), :mod:`.report` (cells and totals)
+and :mod:`.drift` (the ``reconciliation_drift`` alert rule, which the composition root registers).
+The names the CLI and the API use are re-exported here and from :mod:`fleetledger.reconciliation`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
@@ -49,13 +53,15 @@ from typing import Any
 from sqlalchemy import and_, case, func, literal, or_, select
 
 from fleetledger.core.errors import InvalidInput
-from fleetledger.core.money import NANOS_PER_USD, format_usd, usd_to_nanos
+from fleetledger.core.money import NANOS_PER_USD, usd_to_nanos
 from fleetledger.core.time import floor_day, from_us, parse_range, to_us
 from fleetledger.core.usage import MAX_COST_USD, normalize_provider
 from fleetledger.pricing import Pricer
 from fleetledger.pricing.engine import PriceTable
 from fleetledger.reconciliation.importers.provider_lines import KINDS, TOKEN_TYPES
 from fleetledger.reconciliation.imports import ImportResult, import_for_ledger, import_lines, read_lines
+from fleetledger.reconciliation.keys import DEFAULT_KEY_MAPS, KeyMap, key_maps, settings_keys
+from fleetledger.reconciliation.report import CLASSES, Cell, ReconciliationReport, tokens_by_type, zero_tokens
 from fleetledger.reconciliation.tables import provider_lines
 from fleetledger.storage.schema import events, rollup_daily
 from fleetledger.storage.store import DAY_US, Store
@@ -66,239 +72,19 @@ __all__ = [
     "KeyMap",
     "DEFAULT_KEY_MAPS",
     "key_maps",
+    "settings_keys",
     "ImportResult",
     "Cell",
     "ReconciliationReport",
     "import_lines",
     "reconcile",
-    "validate_drift_params",
-    "evaluate_drift_rule",
     "DEFAULT_TOLERANCE_USD",
     "reconcile_ledger",
     "import_for_ledger",
     "read_lines",
 ]
 
-CLASSES = ("matched", "unmetered_traffic", "price_mismatch", "unreconciled_estimate", "metered_not_billed")
 DEFAULT_TOLERANCE_USD = Decimal("0.0001")
-_PROVIDER_KEYS = ("project_id", "api_key_id", "workspace_id", "none")
-_LEDGER_KEYS = ("project", "department", "team", "cost_center", "environment", "agent", "user")
-
-
-# -- keys ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class KeyMap:
-    """How one provider's attribution meets the ledger's.
-
-    ``provider_key``: the provider line field (``project_id``, ``api_key_id``, ``workspace_id``, or
-    ``none`` to compare per day and model only). ``ledger_key``: the event dimension or
-    ``tag.<name>`` holding the same thing. ``aliases``: provider value -> ledger value (``""`` on
-    either side means null: the default project or workspace, an unattributed event).
-    """
-
-    provider_key: str = "project_id"
-    ledger_key: str = "project"
-    aliases: Mapping[str, str] = field(default_factory=dict)
-
-    def ledger_value(self, provider_value: str | None) -> str | None:
-        mapped = self.aliases.get(provider_value or "", provider_value)
-        return mapped or None
-
-
-DEFAULT_KEY_MAPS: dict[str, KeyMap] = {
-    "openai": KeyMap("project_id", "project"),
-    "anthropic": KeyMap("workspace_id", "project"),
-}
-
-
-def key_maps(raw: Mapping[str, Any] | None) -> dict[str, KeyMap]:
-    """The defaults overlaid with ``{provider: {"provider_key", "ledger_key", "aliases"}}`` (checked)."""
-    out = dict(DEFAULT_KEY_MAPS)
-    for provider, spec in (raw or {}).items():
-        if not isinstance(spec, Mapping):
-            raise InvalidInput(f"reconciliation_keys.{provider}: expected an object with provider_key, ledger_key")
-        unknown = set(spec) - {"provider_key", "ledger_key", "aliases"}
-        if unknown:
-            raise InvalidInput(f"reconciliation_keys.{provider}: unknown field {sorted(unknown)[0]!r}")
-        base = out.get(provider, KeyMap())
-        provider_key = spec.get("provider_key", base.provider_key)
-        ledger_key = spec.get("ledger_key", base.ledger_key)
-        if provider_key not in _PROVIDER_KEYS:
-            raise InvalidInput(
-                f"reconciliation_keys.{provider}.provider_key: {provider_key!r}; use {', '.join(_PROVIDER_KEYS)}"
-            )
-        if ledger_key not in _LEDGER_KEYS and not (isinstance(ledger_key, str) and ledger_key.startswith("tag.")):
-            raise InvalidInput(
-                f"reconciliation_keys.{provider}.ledger_key: {ledger_key!r}; "
-                f"use {', '.join(_LEDGER_KEYS)} or tag.<name>"
-            )
-        aliases = spec.get("aliases", base.aliases) or {}
-        if not isinstance(aliases, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()
-        ):
-            raise InvalidInput(f"reconciliation_keys.{provider}.aliases: expected {{provider value: ledger value}}")
-        out[provider] = KeyMap(provider_key, ledger_key, dict(aliases))
-    return out
-
-
-# -- report ----------------------------------------------------------------------------------------
-
-
-def _tokens() -> dict[str, int]:
-    return {"input_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0, "output_tokens": 0}
-
-
-def _by_type(tokens: Mapping[str, int]) -> dict[str, int]:
-    """Token counts per priced type: ``input`` is the uncached input."""
-    return {
-        "input": tokens["input_tokens"] - tokens["cache_read_tokens"] - tokens["cache_write_tokens"],
-        "cache_read": tokens["cache_read_tokens"],
-        "cache_write": tokens["cache_write_tokens"],
-        "output": tokens["output_tokens"],
-    }
-
-
-@dataclass(slots=True)
-class _Side:
-    tokens: dict[str, int] = field(default_factory=_tokens)
-    requests: int = 0
-    has_usage: bool = False
-
-
-@dataclass(slots=True)
-class Cell:
-    """One (day, provider, model, key) comparison. Money in nano-USD."""
-
-    day: date
-    provider: str
-    model: str  # the catalog's model id, or "" for charges not for a model's tokens
-    key: str | None
-    provider_tokens: dict[str, int] = field(default_factory=_tokens)
-    provider_requests: int = 0
-    provider_has_usage: bool = False
-    provider_cost_nanos: int | None = None
-    provider_cost_by_type: dict[str, int] = field(default_factory=dict)
-    provider_cost_basis: str = "billed"
-    ledger_tokens: dict[str, int] = field(default_factory=_tokens)
-    ledger_priced_tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKEN_TYPES, 0))
-    ledger_bucket_nanos: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKEN_TYPES, 0))
-    ledger_other_nanos: int = 0
-    ledger_estimate_nanos: int = 0
-    ledger_requests: int = 0
-    raw_model: str | None = None
-    tier: str = "standard"
-    parts: dict[str, int] = field(default_factory=dict)
-    classification: str = "matched"
-    tolerance_nanos: int = 0
-    prices: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def ledger_cost_nanos(self) -> int:
-        return sum(self.ledger_bucket_nanos.values()) + self.ledger_other_nanos + self.ledger_estimate_nanos
-
-    @property
-    def drift_nanos(self) -> int:
-        return (self.provider_cost_nanos or 0) - self.ledger_cost_nanos
-
-    def token_drift(self) -> dict[str, int]:
-        if not self.provider_has_usage:
-            return {}
-        return {name: self.provider_tokens[name] - self.ledger_tokens[name] for name in self.provider_tokens}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "day": self.day.isoformat(),
-            "provider": self.provider,
-            "model": self.model,
-            "key": self.key,
-            "classification": self.classification,
-            "provider_cost_usd": format_usd(self.provider_cost_nanos or 0),
-            "provider_cost_basis": self.provider_cost_basis,
-            "ledger_cost_usd": format_usd(self.ledger_cost_nanos),
-            "cost_drift_usd": format_usd(self.drift_nanos),
-            "ledger_estimate_usd": format_usd(self.ledger_estimate_nanos),
-            "parts": {name: format_usd(nanos) for name, nanos in self.parts.items()},
-            "tolerance_usd": format_usd(self.tolerance_nanos),
-            "provider_tokens": dict(self.provider_tokens) if self.provider_has_usage else None,
-            "ledger_tokens": dict(self.ledger_tokens),
-            "token_drift": self.token_drift() or None,
-            "provider_requests": self.provider_requests if self.provider_has_usage else None,
-            "ledger_requests": self.ledger_requests,
-            "prices": self.prices,
-        }
-
-
-@dataclass(slots=True)
-class ReconciliationReport:
-    since: datetime
-    until: datetime
-    provider: str | None
-    tolerance_usd: Decimal
-    cells: list[Cell]
-    coverage: dict[str, list[str]]  # provider -> compared days
-
-    @property
-    def provider_nanos(self) -> int:
-        return sum(c.provider_cost_nanos or 0 for c in self.cells)
-
-    @property
-    def ledger_nanos(self) -> int:
-        return sum(c.ledger_cost_nanos for c in self.cells)
-
-    @property
-    def drift_nanos(self) -> int:
-        return self.provider_nanos - self.ledger_nanos
-
-    def by_class(self) -> dict[str, int]:
-        totals = dict.fromkeys((*CLASSES, "unexplained"), 0)
-        for cell in self.cells:
-            for name, nanos in cell.parts.items():
-                totals[name] += nanos
-        return totals
-
-    @property
-    def unexplained_nanos(self) -> int:
-        return self.by_class()["unexplained"]
-
-    def cell_counts(self) -> dict[str, int]:
-        counts = dict.fromkeys((*CLASSES, "unexplained"), 0)
-        for cell in self.cells:
-            counts[cell.classification] += 1
-        return counts
-
-    def token_totals(self) -> dict[str, dict[str, int]]:
-        provider, ledger = _tokens(), _tokens()
-        for cell in self.cells:
-            if cell.provider_has_usage:
-                for name in provider:
-                    provider[name] += cell.provider_tokens[name]
-                    ledger[name] += cell.ledger_tokens[name]
-        return {
-            "provider": provider,
-            "ledger": ledger,
-            "drift": {name: provider[name] - ledger[name] for name in provider},
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "since": self.since.isoformat(),
-            "until": self.until.isoformat(),
-            "provider": self.provider,
-            "tolerance_usd_per_request": str(self.tolerance_usd),
-            "coverage": self.coverage,
-            "totals": {
-                "provider_usd": format_usd(self.provider_nanos),
-                "ledger_usd": format_usd(self.ledger_nanos),
-                "drift_usd": format_usd(self.drift_nanos),
-                "unexplained_usd": format_usd(self.unexplained_nanos),
-                "by_class_usd": {name: format_usd(nanos) for name, nanos in self.by_class().items()},
-                "cells_by_class": self.cell_counts(),
-                "tokens": self.token_totals(),
-            },
-            "cells": [cell.to_dict() for cell in self.cells],
-        }
 
 
 def _canonical(pricer: Pricer, provider: str, model: str | None) -> str:
@@ -361,7 +147,7 @@ def _classify(cell: Cell, pricer: Pricer, usage_known: bool, billed_known: bool,
     if usage_known:
         cell.provider_has_usage = True  # the provider's usage for the day is known: none here means 0
         volume_unknown = False
-        provider_types, ledger_types = _by_type(cell.provider_tokens), _by_type(cell.ledger_tokens)
+        provider_types, ledger_types = tokens_by_type(cell.provider_tokens), tokens_by_type(cell.ledger_tokens)
         volume = 0
         for token_type in TOKEN_TYPES:
             delta = provider_types[token_type] - ledger_types[token_type]
@@ -414,7 +200,7 @@ def _per_mtok(nanos: int, tokens: int) -> str:
 def _unit_prices(cell: Cell) -> list[dict[str, Any]]:
     """Per token type billed separately: the provider's effective $/1M tokens against ours."""
     out = []
-    provider_types = _by_type(cell.provider_tokens)
+    provider_types = tokens_by_type(cell.provider_tokens)
     for token_type, billed in sorted(cell.provider_cost_by_type.items()):
         tokens = provider_types.get(token_type, 0)
         if tokens <= 0:
@@ -603,8 +389,8 @@ def _add_ledger(
         elif row.kind == 1:
             cell.ledger_other_nanos += int(row.cost_nanos)
         else:
-            counts = _by_type(
-                {name: int(getattr(row, name)) for name in _tokens()}  # priced events: rates come from these
+            counts = tokens_by_type(
+                {name: int(getattr(row, name)) for name in zero_tokens()}  # priced events: rates come from these
             )
             for token_type, column in zip(
                 TOKEN_TYPES,
@@ -641,7 +427,7 @@ def _add_ledger_from_rollups(
     table = rollup_daily
     none = mapping.provider_key == "none"
     key_column = literal(None) if none else table.c[mapping.ledger_key]
-    names = ("requests", *_tokens(), *_BUCKETS, "cost_other_nanos")
+    names = ("requests", *zero_tokens(), *_BUCKETS, "cost_other_nanos")
     query = (
         select(
             table.c.bucket_us.label("day"),
@@ -656,10 +442,10 @@ def _add_ledger_from_rollups(
         day, model, key = int(row.day), row.model or None, (None if row.key in (None, "") else str(row.key))
         cell = cell_for(day, provider, model, key)
         cell.ledger_requests += int(row.requests)
-        tokens = {name: int(getattr(row, name)) for name in _tokens()}
+        tokens = {name: int(getattr(row, name)) for name in zero_tokens()}
         for name, value in tokens.items():
             cell.ledger_tokens[name] += value
-        for token_type, count in _by_type(tokens).items():
+        for token_type, count in tokens_by_type(tokens).items():
             cell.ledger_priced_tokens[token_type] += count
         for token_type, column in zip(TOKEN_TYPES, _BUCKETS, strict=True):
             cell.ledger_bucket_nanos[token_type] += int(getattr(row, column))
@@ -678,7 +464,7 @@ def _add_ledger_from_rollups(
             events.c.model,
             raw_key.label("key"),
             kind,
-            *(func.coalesce(func.sum(events.c[name]), 0).label(name) for name in (*_tokens(), "cost_nanos")),
+            *(func.coalesce(func.sum(events.c[name]), 0).label(name) for name in (*zero_tokens(), "cost_nanos")),
         )
         .where(
             events.c.provider == provider,
@@ -692,7 +478,7 @@ def _add_ledger_from_rollups(
     for row in conn.execute(items):
         day, key = int(row.day), (None if row.key is None else str(row.key))
         cell = cell_for(day, provider, row.model, key)
-        for token_type, count in _by_type({name: int(getattr(row, name)) for name in _tokens()}).items():
+        for token_type, count in tokens_by_type({name: int(getattr(row, name)) for name in zero_tokens()}).items():
             cell.ledger_priced_tokens[token_type] -= count
         cell_for(day, provider, None, key).ledger_other_nanos -= int(row.cost_nanos)
         if row.kind == 2:
@@ -701,128 +487,9 @@ def _add_ledger_from_rollups(
             cell.ledger_other_nanos += int(row.cost_nanos)
 
 
-def settings_keys(ledger: Any) -> dict[str, KeyMap]:
-    """The key maps configured for ``ledger`` (``Settings.reconciliation_keys`` over the defaults)."""
-    return key_maps(getattr(ledger.settings, "reconciliation_keys", None))
-
-
 def reconcile_ledger(ledger: Any, **options: Any) -> ReconciliationReport:
     """:func:`reconcile` with the ledger's store, prices, clock and configured keys and tolerance."""
     ledger.flush()
     options.setdefault("keys", settings_keys(ledger))
     options.setdefault("tolerance_usd", ledger.settings.reconciliation_tolerance_usd)
     return reconcile(ledger.store, ledger.pricer, now=ledger.clock(), **options)
-
-
-# -- alert rule ------------------------------------------------------------------------------------
-
-
-def _percent(value: Any, name: str) -> str:
-    if isinstance(value, float | bool):
-        raise InvalidInput(f"{name}: give the percentage as a decimal string, e.g. '5'")
-    try:
-        number = Decimal(str(value).strip().rstrip("%"))
-    except InvalidOperation:
-        raise InvalidInput(f"{name}: {value!r} is not a number") from None
-    if not number.is_finite() or number <= 0:
-        raise InvalidInput(f"{name}: must be more than 0")
-    return str(number)
-
-
-def validate_drift_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``reconciliation_drift`` rule params: ``threshold_usd`` and/or ``threshold_percent``,
-    ``days`` (the last N whole days, default 7), ``provider``, ``severity``."""
-    from fleetledger.alerts.rules import validate_severity
-    from fleetledger.core.money import parse_usd
-
-    params = dict(params or {})
-    unknown = sorted(set(params) - {"threshold_usd", "threshold_percent", "days", "provider", "severity"})
-    if unknown:
-        raise InvalidInput(
-            f"params.{unknown[0]}: not a reconciliation_drift rule parameter; "
-            "use threshold_usd, threshold_percent, days, provider, severity"
-        )
-    out: dict[str, Any] = {"severity": validate_severity(params.get("severity") or "warning")}
-    if params.get("threshold_usd") not in (None, ""):
-        amount = parse_usd(params["threshold_usd"], field="threshold_usd")
-        if not 0 < amount <= MAX_COST_USD:  # a larger one failed at each evaluation (nanos past 28 digits)
-            raise InvalidInput(f"threshold_usd: must be more than 0 and at most {MAX_COST_USD}")
-        out["threshold_usd"] = str(amount)
-    if params.get("threshold_percent") not in (None, ""):
-        out["threshold_percent"] = _percent(params["threshold_percent"], "threshold_percent")
-    if "threshold_usd" not in out and "threshold_percent" not in out:
-        raise InvalidInput("threshold_usd or threshold_percent: give at least one (e.g. threshold_percent=2)")
-    days = params.get("days", 7)
-    if isinstance(days, bool) or not str(days).isdigit() or not 1 <= int(days) <= 366:
-        raise InvalidInput(f"days: {days!r} must be a whole number of days between 1 and 366")
-    out["days"] = int(days)
-    if params.get("provider"):
-        out["provider"] = str(params["provider"]).strip().lower()
-    return out
-
-
-def evaluate_drift_rule(
-    rule: Any,
-    now: datetime,
-    store: Store,
-    *,
-    pricer: Pricer,
-    keys: Mapping[str, KeyMap] | None = None,
-    tolerance_usd: Decimal | str = DEFAULT_TOLERANCE_USD,
-) -> list[Any]:
-    """The ``reconciliation_drift`` rule: one finding when the drift over the last ``days`` whole days
-    passes ``threshold_usd`` or ``threshold_percent`` of the provider's total; at most once a day."""
-    from fleetledger.alerts.rules import Finding, usd_text
-
-    params = validate_drift_params(rule.params)
-    until = floor_day(now)
-    since = until - timedelta(days=params["days"])
-    report = reconcile(
-        store,
-        pricer,
-        since=since,
-        until=until,
-        now=now,
-        provider=params.get("provider"),
-        keys=keys,
-        tolerance_usd=tolerance_usd,
-    )
-    drift = report.drift_nanos
-    if not report.cells or drift == 0:
-        return []
-    provider_total = report.provider_nanos
-    percent = (
-        (Decimal(abs(drift)) * 100 / Decimal(abs(provider_total))).quantize(Decimal("0.01"))
-        if provider_total
-        else Decimal(100)
-    )
-    over_usd = "threshold_usd" in params and abs(drift) >= usd_to_nanos(params["threshold_usd"])
-    over_percent = "threshold_percent" in params and percent >= Decimal(params["threshold_percent"])
-    if not (over_usd or over_percent):
-        return []
-    classes = {name: nanos for name, nanos in report.by_class().items() if nanos and name != "matched"}
-    main = max(classes, key=lambda name: abs(classes[name])) if classes else "matched"
-    scope = f" ({params['provider']})" if params.get("provider") else ""
-    return [
-        Finding(
-            severity=params["severity"],
-            dedup_key=f"rule:{rule.id}:reconciliation:{since.date().isoformat()}:{until.date().isoformat()}",
-            title=f"{rule.name}: provider and ledger differ by {usd_text(drift)} ({percent}%){scope}",
-            message=(
-                f"From {since.date().isoformat()} to {until.date().isoformat()} the provider side totals "
-                f"{usd_text(provider_total)} and the ledger {usd_text(report.ledger_nanos)}: a drift of "
-                f"{usd_text(drift)} ({percent}%), mostly {main.replace('_', ' ')}. Unexplained: "
-                f"{usd_text(report.unexplained_nanos)}. See `fleetledger reconcile report`."
-            ),
-            data={
-                "since": since.isoformat(),
-                "until": until.isoformat(),
-                "provider_usd": format_usd(provider_total),
-                "ledger_usd": format_usd(report.ledger_nanos),
-                "drift_usd": format_usd(drift),
-                "drift_percent": str(percent),
-                "by_class_usd": {name: format_usd(nanos) for name, nanos in classes.items()},
-                "unexplained_usd": format_usd(report.unexplained_nanos),
-            },
-        )
-    ]

@@ -52,6 +52,7 @@ from fleetledger.alerts.channels import (
 from fleetledger.alerts.tables import alert_channels
 from fleetledger.core.errors import Conflict, InvalidInput, NotFound
 from fleetledger.core.time import from_us, to_us
+from fleetledger.core.urls import database_path
 from fleetledger.reports.data import FORMATS, KINDS
 from fleetledger.reports.periods import RECURRENCES, Period, last_complete_period
 from fleetledger.reports.tables import report_runs, report_schedules
@@ -138,7 +139,7 @@ class Schedule:
 
 def default_folder(ledger: Ledger) -> str:
     """``reports/`` beside a SQLite database file, else ``~/.local/state/fleetledger/reports``."""
-    path = Store.database_path(ledger.settings.database_url)
+    path = database_path(ledger.settings.database_url)
     if path is not None:
         return str(Path(path).resolve().parent / "reports")
     return str(Path.home() / ".local" / "state" / "fleetledger" / "reports")

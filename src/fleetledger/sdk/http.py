@@ -4,7 +4,7 @@
 
     from fleetledger.sdk.http import HttpLedger
 
-    ledger = HttpLedger("http://fleetledger.internal:8000", api_key="tl_...")
+    ledger = HttpLedger("http://fleetledger.internal:8000", api_key="tl_...")   # or fleetledger.connect(url, ...)
     with ledger.attribute(department="research", agent="summarizer"):
         ledger.record(provider="openai", model="gpt-4o", input_tokens=1200, output_tokens=300)
     ledger.record_response(openai_response, project="search")
@@ -55,7 +55,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import version as _version
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +64,10 @@ from fleetledger.core import attribution
 from fleetledger.core.environment import env
 from fleetledger.core.errors import InvalidInput
 from fleetledger.core.usage import UsageEvent, parse_event
+from fleetledger.core.version import VERSION
 from fleetledger.ingest.writer import Journal, recover_journals
-from fleetledger.ledger.facade import Ledger
 
-__all__ = ["HttpLedger", "RecordedEvent", "connect", "default_spool_dir"]
+__all__ = ["HttpLedger", "RecordedEvent", "default_spool_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +206,7 @@ class HttpLedger:
         self._recover()
         self._journal = Journal(self.spool_dir)
         key = api_key if api_key is not None else env("API_KEY")
-        headers = {"Content-Type": "application/json", "User-Agent": f"fleetledger-python/{_version('fleetledger')}"}
+        headers = {"Content-Type": "application/json", "User-Agent": f"fleetledger-python/{VERSION}"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s, transport=transport)
@@ -487,14 +486,6 @@ class HttpLedger:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         with open(self.rejected_path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
-
-
-def connect(url: str | None = None, **kwargs: Any) -> HttpLedger | Ledger:
-    """A ledger for ``url``: an :class:`HttpLedger` for ``http(s)://`` addresses, else a
-    :class:`fleetledger.Ledger` on that database (``None``: from settings)."""
-    if url is not None and url.startswith(("http://", "https://")):
-        return HttpLedger(url, **kwargs)
-    return Ledger(url, **kwargs)
 
 
 def _close_at_exit(ref: weakref.ref[HttpLedger]) -> None:

@@ -12,11 +12,18 @@ environment, service_tier, category) the ``*_coarse`` rollups, about ten times s
 Grouping or filtering by a dimension the rollups do not keep (user, task, session_id, status,
 ``tag.<name>``) reads raw events for the whole range. Every segment returns integer sums, so the
 merged result equals what one scan of the raw events would give, to the nano-dollar.
+
+:func:`grouped_costs` sums every measure. Queries that need other sums over the same plan (the
+charts' ``measure_sums``, for one) build on its public pieces: :func:`segments` (the plan),
+:func:`needs_raw` (when the plan is one raw segment), :func:`raw_column` and :func:`rollup_column`
+(a group key's expression per table) and :func:`filter_conditions` (``where`` as conditions, with
+``None`` meaning unattributed). :func:`validate_keys` checks keys against :data:`GROUP_KEYS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, case, false, func, or_, select
@@ -36,7 +43,17 @@ from fleetledger.storage.schema import (
 )
 from fleetledger.storage.store import DAY_US, HOUR_US, CostRow, Store
 
-__all__ = ["grouped_costs", "GROUP_KEYS", "validate_keys"]
+__all__ = [
+    "grouped_costs",
+    "GROUP_KEYS",
+    "TIME_KEYS",
+    "validate_keys",
+    "needs_raw",
+    "raw_column",
+    "rollup_column",
+    "filter_conditions",
+    "segments",
+]
 
 TIME_KEYS = ("hour", "day")
 #: What ``--by`` and ``--where`` accept, besides ``tag.<name>``.
@@ -54,11 +71,13 @@ def validate_keys(keys: Sequence[str], *, what: str) -> None:
         raise InvalidInput(f"{what}: unknown key {key!r}; use one of {known} or tag.<name>")
 
 
-def _needs_raw(keys: Sequence[str]) -> bool:
+def needs_raw(keys: Sequence[str]) -> bool:
+    """True when a group or filter key is one the rollups do not keep: read raw events throughout."""
     return any(key in _RAW_ONLY or key.startswith("tag.") for key in keys)
 
 
-def _raw_column(key: str) -> ColumnElement[Any]:
+def raw_column(key: str) -> ColumnElement[Any]:
+    """The ``events`` expression for a group key (``hour``/``day`` buckets, ``tag.<name>``), labelled ``key``."""
     if key == "hour":
         return (events.c.ts_us - events.c.ts_us % HOUR_US).label(key)
     if key == "day":
@@ -68,7 +87,8 @@ def _raw_column(key: str) -> ColumnElement[Any]:
     return events.c[key].label(key)
 
 
-def _rollup_column(table: Table, key: str) -> ColumnElement[Any]:
+def rollup_column(table: Table, key: str) -> ColumnElement[Any]:
+    """The expression for a group key in a rollup ``table`` (its ``bucket_us`` for ``hour``/``day``)."""
     if key == "hour":
         return table.c.bucket_us.label(key)
     if key == "day":
@@ -97,7 +117,14 @@ def _raw_measures() -> list[ColumnElement[Any]]:
     ]
 
 
-def _filter(column_for: Any, where: Mapping[str, Sequence[str | None]], rollup: bool) -> list[ColumnElement[bool]]:
+def filter_conditions(
+    column_for: Callable[[str], ColumnElement[Any]], where: Mapping[str, Sequence[str | None]], rollup: bool
+) -> list[ColumnElement[bool]]:
+    """One condition per ``where`` key: the column (``column_for(key)``) is one of the values.
+
+    ``None`` among the values matches the unattributed rows: NULL in ``events``, ``""`` in the
+    rollups (``rollup=True``), which store a missing dimension as the empty string.
+    """
     conditions = []
     for key, values in where.items():
         column = column_for(key)
@@ -111,7 +138,13 @@ def _filter(column_for: Any, where: Mapping[str, Sequence[str | None]], rollup: 
     return conditions
 
 
-def _segments(since: int, until: int, allow_daily: bool) -> list[tuple[str, int, int]]:
+def segments(since: int, until: int, allow_daily: bool) -> list[tuple[str, int, int]]:
+    """``[since, until)`` cut into ``(kind, start, end)`` pieces, ``kind`` ``raw``, ``hourly`` or ``daily``.
+
+    Raw events answer the sub-hour edges, hourly rollups the partial days, daily rollups the whole
+    days between (``allow_daily=False``: hourly rollups instead, for per-hour groups). The pieces
+    are contiguous and in order; reading each from its table gives exactly one raw scan's sums.
+    """
     out: list[tuple[str, int, int]] = []
     h0 = -(-since // HOUR_US) * HOUR_US
     h1 = until - until % HOUR_US
@@ -156,29 +189,33 @@ def grouped_costs(
     if until_us <= since_us:
         raise InvalidInput("time range: --until must be after --since")
     keys = [*by, *where]
-    if _needs_raw(keys):
+    if needs_raw(keys):
         plan = [("raw", since_us, until_us)]
     else:
-        plan = _segments(since_us, until_us, allow_daily="hour" not in by)
+        plan = segments(since_us, until_us, allow_daily="hour" not in by)
 
     # Coarse rollups answer exactly when every key is one they keep.
     coarse = all(k in COARSE_DIMENSIONS or k in TIME_KEYS for k in keys)
     merged: dict[tuple[Any, ...], list[int | float]] = {}
     for kind, start, end in plan:
         if kind == "raw":
-            group = [_raw_column(k) for k in by]
-            conditions = [events.c.ts_us >= start, events.c.ts_us < end, *_filter(_raw_column, where, rollup=False)]
+            group = [raw_column(k) for k in by]
+            conditions = [
+                events.c.ts_us >= start,
+                events.c.ts_us < end,
+                *filter_conditions(raw_column, where, rollup=False),
+            ]
             statement = select(*group, *_raw_measures()).where(and_(*conditions))
         else:
             if coarse:
                 table = rollup_daily_coarse if kind == "daily" else rollup_hourly_coarse
             else:
                 table = rollup_daily if kind == "daily" else rollup_hourly
-            group = [_rollup_column(table, k) for k in by]
+            group = [rollup_column(table, k) for k in by]
             conditions = [
                 table.c.bucket_us >= start,
                 table.c.bucket_us < end,
-                *_filter(lambda k, t=table: _rollup_column(t, k), where, rollup=True),
+                *filter_conditions(partial(rollup_column, table), where, rollup=True),
             ]
             sums = [func.coalesce(func.sum(table.c[m]), 0).label(m) for m in ROLLUP_MEASURES]
             statement = select(*group, *sums).where(and_(*conditions))

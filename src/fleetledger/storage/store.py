@@ -16,7 +16,6 @@ impossible; a retry of the same batch changes nothing.
 from __future__ import annotations
 
 import operator
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 
 from fleetledger.core.errors import InvalidInput, StorageUnavailable
+from fleetledger.core.urls import DEFAULT_URL, database_path, normalize_url
 from fleetledger.storage import schema
 from fleetledger.storage.inserts import BulkWriter
 from fleetledger.storage.schema import (
@@ -50,20 +50,9 @@ from fleetledger.storage.schema import (
 
 __all__ = ["Store", "DEFAULT_URL", "HOUR_US", "DAY_US", "CostRow"]
 
-DEFAULT_URL = "sqlite:///./fleetledger.db"
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
 _MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-def normalize_url(url: str) -> str:
-    """Accept ``postgresql://`` and ``postgres://`` and use the psycopg 3 driver for them."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    if "://" not in url:  # a bare file path
-        return f"sqlite:///{url}"
-    return url
 
 
 @dataclass(slots=True)
@@ -283,10 +272,8 @@ class Store:
 
     @staticmethod
     def database_path(url: str) -> str | None:
-        url = normalize_url(url)
-        if url.startswith("sqlite:///") and url not in ("sqlite:///", "sqlite:///:memory:"):
-            return os.path.abspath(url[len("sqlite:///") :])
-        return None
+        """The SQLite file behind ``url`` (see :func:`fleetledger.core.urls.database_path`)."""
+        return database_path(url)
 
 
 ALL_ROLLUPS = (rollup_hourly, rollup_daily, rollup_hourly_coarse, rollup_daily_coarse)

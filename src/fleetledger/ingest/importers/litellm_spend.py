@@ -61,12 +61,13 @@ import csv
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fleetledger.core.errors import InvalidEvent, InvalidInput
-from fleetledger.core.usage import MAX_UNITS, normalize_provider
+from fleetledger.core.usage import normalize_provider
+from fleetledger.ingest.importers.fields import BadField, blank, cell_count, cell_text, cell_time
 
 __all__ = ["read_litellm_spend_logs"]
 
@@ -98,74 +99,22 @@ _TRUE = frozenset({"true", "1", "yes", "hit"})
 _MAX_LATENCY_MS = 86_400_000  # UsageEvent's bound
 
 
-class _Bad(Exception):
-    """A row that cannot become an event; the message says why."""
-
-
 # -- reading values ---------------------------------------------------------------------------------
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _count(value: Any, name: str) -> int:
-    """A token count: int, integral float or digit string; absent or blank is 0."""
-    if _blank(value):
-        return 0
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    elif isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            try:
-                as_float = float(value)
-            except ValueError:
-                raise _Bad(f"{name}: expected a token count, got {value!r}") from None
-            if not as_float.is_integer():
-                raise _Bad(f"{name}: expected a whole number of tokens, got {value!r}") from None
-            value = int(as_float)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Bad(f"{name}: expected a token count, got {value!r}")
-    if not 0 <= value <= MAX_UNITS:
-        raise _Bad(f"{name}: must be between 0 and {MAX_UNITS}, got {value}")
-    return value
-
-
-def _text(value: Any) -> str | None:
-    if _blank(value) or isinstance(value, dict | list):
-        return None
-    return str(value).strip()
-
-
-def _time(value: Any, name: str) -> datetime | None:
-    if _blank(value):
-        return None
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        try:
-            parsed = datetime.fromisoformat(str(value).strip())
-        except ValueError:
-            raise _Bad(f"{name}: not a date-time: {value!r}") from None
-    # LiteLLM stores UTC; exports often drop the offset.
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _json_cell(value: Any, name: str, kind: type) -> Any:
     """A JSON column: already decoded (JSON export) or a JSON string (CSV export)."""
-    if _blank(value):
+    if blank(value):
         return kind()
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise _Bad(f"{name}: not valid JSON") from None
+            raise BadField(f"{name}: not valid JSON") from None
     if value is None:
         return kind()
     if not isinstance(value, kind):
-        raise _Bad(f"{name}: expected a JSON {'object' if kind is dict else 'list'}, got {type(value).__name__}")
+        raise BadField(f"{name}: expected a JSON {'object' if kind is dict else 'list'}, got {type(value).__name__}")
     return value
 
 
@@ -182,8 +131,8 @@ def _usage_count(sources: list[dict[str, Any]], *paths: str) -> int:
     for source in sources:
         for dotted in paths:
             value = _path(source, dotted)
-            if not _blank(value):
-                return _count(value, f"metadata.{dotted}")
+            if not blank(value):
+                return cell_count(value, f"metadata.{dotted}")
     return 0
 
 
@@ -191,8 +140,8 @@ def _usage_count(sources: list[dict[str, Any]], *paths: str) -> int:
 
 
 def _provider_and_model(row: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    raw_provider = _text(row.get("custom_llm_provider"))
-    model = _text(row.get("model"))
+    raw_provider = cell_text(row.get("custom_llm_provider"))
+    model = cell_text(row.get("model"))
     if model and "/" in model:
         prefix, rest = model.split("/", 1)
         if raw_provider and prefix.lower() == raw_provider.lower():
@@ -205,7 +154,7 @@ def _provider_and_model(row: Mapping[str, Any]) -> tuple[str | None, str | None]
 def _latency_ms(duration: Any, start: datetime, end: datetime | None) -> float | None:
     """``request_duration_ms``, else end - start; None when implausible (the cost still counts)."""
     latency: float | None = None
-    if not _blank(duration):
+    if not blank(duration):
         try:
             latency = float(duration)
         except (TypeError, ValueError):
@@ -227,26 +176,26 @@ def _event_id(request_id: str) -> str:
 def _spend_log_event(row: Mapping[str, Any]) -> dict[str, Any] | None:
     """One spend-log row as an event mapping; None for rows that carry no model usage."""
     if not isinstance(row, Mapping):
-        raise _Bad(f"expected a spend-log row (JSON object), got {type(row).__name__}")
-    call_type = _text(row.get("call_type")) or ""
-    if call_type in _MCP_CALL_TYPES or _text(row.get("mcp_namespaced_tool_name")):
+        raise BadField(f"expected a spend-log row (JSON object), got {type(row).__name__}")
+    call_type = cell_text(row.get("call_type")) or ""
+    if call_type in _MCP_CALL_TYPES or cell_text(row.get("mcp_namespaced_tool_name")):
         return None
-    request_id = _text(row.get("request_id"))
+    request_id = cell_text(row.get("request_id"))
     if request_id is None:
-        raise _Bad("request_id: missing (it is the spend log's primary key)")
+        raise BadField("request_id: missing (it is the spend log's primary key)")
     metadata = _json_cell(row.get("metadata"), "metadata", dict)
     request_tags = _json_cell(row.get("request_tags"), "request_tags", list)
-    start = _time(row.get("startTime", row.get("start_time")), "startTime")
+    start = cell_time(row.get("startTime", row.get("start_time")), "startTime")
     if start is None:
-        raise _Bad("startTime: missing")
-    end = _time(row.get("endTime", row.get("end_time")), "endTime")
+        raise BadField("startTime: missing")
+    end = cell_time(row.get("endTime", row.get("end_time")), "endTime")
     provider, model = _provider_and_model(row)
 
     usage_blocks = [
         block for key in ("additional_usage_values", "usage_object") if isinstance(block := metadata.get(key), dict)
     ]
-    prompt = _count(row.get("prompt_tokens"), "prompt_tokens")
-    completion = _count(row.get("completion_tokens"), "completion_tokens")
+    prompt = cell_count(row.get("prompt_tokens"), "prompt_tokens")
+    completion = cell_count(row.get("completion_tokens"), "completion_tokens")
     cache_read = _usage_count(usage_blocks, "cache_read_input_tokens", "prompt_tokens_details.cached_tokens")
     cache_write = _usage_count(
         usage_blocks, "cache_creation_input_tokens", "prompt_tokens_details.cache_creation_tokens"
@@ -263,12 +212,12 @@ def _spend_log_event(row: Mapping[str, Any]) -> dict[str, Any] | None:
     if isinstance(spend_metadata, dict):
         tags.update({str(k): str(v) for k, v in spend_metadata.items() if isinstance(v, str | int | float | bool)})
     for tag, value in (
-        ("litellm_spend", _text(row.get("spend"))),
+        ("litellm_spend", cell_text(row.get("spend"))),
         ("litellm_call_type", call_type or None),
-        ("litellm_model_group", _text(row.get("model_group"))),
-        ("litellm_api_key", _text(row.get("api_key"))),
-        ("litellm_key_alias", _text(metadata.get("user_api_key_alias"))),
-        ("litellm_tags", ",".join(str(t) for t in request_tags if not _blank(t)) or None),
+        ("litellm_model_group", cell_text(row.get("model_group"))),
+        ("litellm_api_key", cell_text(row.get("api_key"))),
+        ("litellm_key_alias", cell_text(metadata.get("user_api_key_alias"))),
+        ("litellm_tags", ",".join(str(t) for t in request_tags if not blank(t)) or None),
     ):
         if value is not None:
             tags[tag] = value
@@ -287,11 +236,11 @@ def _spend_log_event(row: Mapping[str, Any]) -> dict[str, Any] | None:
         prompt += cache_write  # a LiteLLM release that added only the cache reads to prompt_tokens
         tags["input_tokens_adjusted"] = "added_cache_writes"
 
-    key_user = _text(row.get("user"))
-    user = _text(row.get("end_user")) or key_user or _text(metadata.get("user_api_key_user_id"))
+    key_user = cell_text(row.get("user"))
+    user = cell_text(row.get("end_user")) or key_user or cell_text(metadata.get("user_api_key_user_id"))
     if key_user and key_user != user:
         tags["litellm_key_user"] = key_user
-    status = (_text(row.get("status")) or _text(metadata.get("status")) or "success").lower()
+    status = (cell_text(row.get("status")) or cell_text(metadata.get("status")) or "success").lower()
 
     event: dict[str, Any] = {
         "event_id": _event_id(request_id),
@@ -304,12 +253,12 @@ def _spend_log_event(row: Mapping[str, Any]) -> dict[str, Any] | None:
         "cache_write_tokens": cache_write,
         "output_tokens": completion,
         **{unit: value for unit, value in units.items() if value},
-        "team": _text(metadata.get("user_api_key_team_alias"))
-        or _text(row.get("team_id"))
-        or _text(metadata.get("user_api_key_team_id")),
+        "team": cell_text(metadata.get("user_api_key_team_alias"))
+        or cell_text(row.get("team_id"))
+        or cell_text(metadata.get("user_api_key_team_id")),
         "user": user,
-        "session_id": _text(row.get("session_id")),
-        "agent": _text(row.get("agent_id")),
+        "session_id": cell_text(row.get("session_id")),
+        "agent": cell_text(row.get("agent_id")),
         "status": "success" if status == "success" else "error",
         "category": "embedding" if "embedding" in call_type else "llm_inference",
     }
@@ -345,7 +294,7 @@ def _rows_from_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
             try:
                 yield f"{path.name}:{number}", json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                yield f"{path.name}:{number}", _Bad(f"broken JSON: {exc}")
+                yield f"{path.name}:{number}", BadField(f"broken JSON: {exc}")
 
 
 def _rows_from_csv(path: Path) -> Iterator[tuple[str, Any]]:
@@ -369,13 +318,13 @@ def _rows_from_csv(path: Path) -> Iterator[tuple[str, Any]]:
             except StopIteration:
                 return
             except (csv.Error, UnicodeDecodeError) as exc:
-                yield location, _Bad(f"broken CSV: {exc}")
+                yield location, BadField(f"broken CSV: {exc}")
                 return  # the reader cannot resynchronise after a decoding error
             line = reader.line_num + 1
             if not any(cell.strip() for cell in cells):
                 continue
             if len(cells) != len(header):
-                yield location, _Bad(f"{len(cells)} cells but the header has {len(header)}")
+                yield location, BadField(f"{len(cells)} cells but the header has {len(header)}")
                 continue
             yield location, dict(zip(header, cells, strict=True))
 
@@ -415,10 +364,10 @@ def read_litellm_spend_logs(
     """
     for location, row in _rows(path_or_rows):
         try:
-            if isinstance(row, _Bad):
+            if isinstance(row, BadField):
                 raise row
             event = _spend_log_event(row)
-        except _Bad as exc:
+        except BadField as exc:
             yield location, InvalidEvent(str(exc), location=location)
             continue
         if event is not None:

@@ -46,44 +46,14 @@ from pathlib import Path
 from typing import Any
 
 from fleetledger.core.errors import InvalidEvent, InvalidInput
-from fleetledger.core.usage import MAX_UNITS
+from fleetledger.ingest.importers.fields import BadField, json_count, json_text, unix_seconds
 
-__all__ = ["read_openai_usage"]
+__all__ = ["read_openai_usage", "usage_result_event"]
 
 _COMPLETIONS = "organization.usage.completions.result"
 _EMBEDDINGS = "organization.usage.embeddings.result"
 _ENDPOINTS = {_COMPLETIONS: "completions", _EMBEDDINGS: "embeddings"}
 _TIERS = {"flex": "flex", "priority": "priority", "batch": "batch"}
-_YEAR_2100 = 4_102_444_800
-
-
-class _Bad(Exception):
-    """A bucket or result that cannot become an event; the message says why."""
-
-
-def _count(result: Mapping[str, Any], name: str) -> int:
-    value = result.get(name)
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Bad(f"{name}: expected a token count, got {value!r}")
-    if not 0 <= value <= MAX_UNITS:
-        raise _Bad(f"{name}: must be between 0 and {MAX_UNITS}, got {value}")
-    return value
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, dict | list | bool):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _unix(bucket: Mapping[str, Any], name: str) -> int:
-    value = bucket.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _YEAR_2100:
-        raise _Bad(f"bucket {name}: expected Unix seconds, got {value!r}")
-    return value
 
 
 def _endpoint(result: Mapping[str, Any]) -> str:
@@ -92,49 +62,51 @@ def _endpoint(result: Mapping[str, Any]) -> str:
         # Hand-trimmed exports drop "object"; completions results always have output_tokens.
         return "completions" if "output_tokens" in result else "embeddings"
     if kind not in _ENDPOINTS:
-        raise _Bad(f"unsupported usage result {kind!r}: only completions and embeddings usage is priced from tokens")
+        raise BadField(
+            f"unsupported usage result {kind!r}: only completions and embeddings usage is priced from tokens"
+        )
     return _ENDPOINTS[kind]
 
 
-def _result_event(result: Any, start: int, end: int) -> dict[str, Any]:
+def usage_result_event(result: Any, start: int, end: int) -> dict[str, Any]:
     if not isinstance(result, Mapping):
-        raise _Bad(f"expected a usage result object, got {type(result).__name__}")
+        raise BadField(f"expected a usage result object, got {type(result).__name__}")
     endpoint = _endpoint(result)
-    model = _text(result.get("model"))
+    model = json_text(result.get("model"))
     if model is None:
-        raise _Bad("model: null; export with group_by=model so each result names the model to price it by")
+        raise BadField("model: null; export with group_by=model so each result names the model to price it by")
 
-    input_tokens = _count(result, "input_tokens")
-    output_tokens = _count(result, "output_tokens")
+    input_tokens = json_count(result, "input_tokens")
+    output_tokens = json_count(result, "output_tokens")
     units: dict[str, int] = {}
     if endpoint == "completions":
-        audio_in, audio_out = _count(result, "input_audio_tokens"), _count(result, "output_audio_tokens")
+        audio_in, audio_out = json_count(result, "input_audio_tokens"), json_count(result, "output_audio_tokens")
         if "input_text_tokens" not in result:
             # Older exports: input/output_tokens were text only, audio reported beside them.
             input_tokens += audio_in
             output_tokens += audio_out
         units = {
-            "cache_read_tokens": _count(result, "input_cached_tokens"),
-            "cache_write_tokens": _count(result, "input_cache_write_tokens"),
+            "cache_read_tokens": json_count(result, "input_cached_tokens"),
+            "cache_write_tokens": json_count(result, "input_cache_write_tokens"),
             "input_audio_tokens": audio_in,
             "output_audio_tokens": audio_out,
-            "cache_audio_read_tokens": _count(result, "input_cached_audio_tokens"),
-            "input_image_tokens": _count(result, "input_image_tokens"),
-            "output_image_tokens": _count(result, "output_image_tokens"),
+            "cache_audio_read_tokens": json_count(result, "input_cached_audio_tokens"),
+            "input_image_tokens": json_count(result, "input_image_tokens"),
+            "output_image_tokens": json_count(result, "output_image_tokens"),
         }
 
     batch = result.get("batch") is True
-    raw_tier = (_text(result.get("service_tier")) or "").lower()
+    raw_tier = (json_text(result.get("service_tier")) or "").lower()
     tier = "batch" if batch else _TIERS.get(raw_tier, "standard")
     project, user, api_key = (
-        _text(result.get("project_id")),
-        _text(result.get("user_id")),
-        _text(result.get("api_key_id")),
+        json_text(result.get("project_id")),
+        json_text(result.get("user_id")),
+        json_text(result.get("api_key_id")),
     )
     identity = [start, end, endpoint, model, project, user, api_key, batch, tier]
     digest = hashlib.sha256(json.dumps(identity, separators=(",", ":")).encode()).hexdigest()
 
-    tags = {"source": "openai_usage_export", "num_model_requests": str(_count(result, "num_model_requests"))}
+    tags = {"source": "openai_usage_export", "num_model_requests": str(json_count(result, "num_model_requests"))}
     if api_key is not None:
         tags["api_key_id"] = api_key
     event: dict[str, Any] = {
@@ -198,22 +170,22 @@ def read_openai_usage(
             where = f"{name}{prefix}data[{b}]"
             try:
                 if not isinstance(bucket, Mapping):
-                    raise _Bad(f"expected a bucket object, got {type(bucket).__name__}")
-                start, end = _unix(bucket, "start_time"), _unix(bucket, "end_time")
+                    raise BadField(f"expected a bucket object, got {type(bucket).__name__}")
+                start, end = unix_seconds(bucket, "start_time"), unix_seconds(bucket, "end_time")
                 results = bucket.get("results", bucket.get("result"))
                 if not isinstance(results, list):
-                    raise _Bad("bucket has no results list")
+                    raise BadField("bucket has no results list")
                 if now is not None and datetime.fromtimestamp(end, UTC) > now:
-                    raise _Bad(
+                    raise BadField(
                         f"bucket ending {datetime.fromtimestamp(end, UTC).isoformat()} is still open; "
                         "import it after it closes"
                     )
-            except _Bad as exc:
+            except BadField as exc:
                 yield where, InvalidEvent(str(exc), location=where)
                 continue
             for r, result in enumerate(results):
                 location = f"{where}.results[{r}]"
                 try:
-                    yield location, _result_event(result, start, end)
-                except _Bad as exc:
+                    yield location, usage_result_event(result, start, end)
+                except BadField as exc:
                     yield location, InvalidEvent(str(exc), location=location)

@@ -36,9 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetledger.core.errors import InvalidEvent
-from fleetledger.ingest.importers.litellm_spend import _Bad as _TimeBad
-from fleetledger.ingest.importers.litellm_spend import _time
-from fleetledger.ingest.importers.openai_usage import _Bad, _count, _text
+from fleetledger.ingest.importers.fields import BadField, cell_time, json_count, json_text
 from fleetledger.reconciliation.importers.provider_lines import make_line, read_results, usd_amount
 
 __all__ = ["read_anthropic_usage", "read_anthropic_costs"]
@@ -78,13 +76,10 @@ _COST_GROUPS = (
 
 
 def _rfc3339(bucket: Mapping[str, Any]) -> tuple[datetime, datetime]:
-    try:
-        start = _time(bucket.get("starting_at"), "bucket starting_at")
-        end = _time(bucket.get("ending_at"), "bucket ending_at")
-    except _TimeBad as exc:
-        raise _Bad(str(exc)) from None
+    start = cell_time(bucket.get("starting_at"), "bucket starting_at")
+    end = cell_time(bucket.get("ending_at"), "bucket ending_at")
     if start is None or end is None:
-        raise _Bad("bucket needs starting_at and ending_at (RFC 3339)")
+        raise BadField("bucket needs starting_at and ending_at (RFC 3339)")
     return start, end
 
 
@@ -93,73 +88,75 @@ def _object(result: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise _Bad(f"{name}: expected an object, got {type(value).__name__}")
+        raise BadField(f"{name}: expected an object, got {type(value).__name__}")
     return value
 
 
 def _usage_line(result: Any, start: datetime, end: datetime) -> dict[str, Any]:
     if not isinstance(result, Mapping):
-        raise _Bad(f"expected a usage result object, got {type(result).__name__}")
-    model = _text(result.get("model"))
+        raise BadField(f"expected a usage result object, got {type(result).__name__}")
+    model = json_text(result.get("model"))
     if model is None:
-        raise _Bad("model: null; export with group_by[]=model so each result names its model")
-    uncached = _count(result, "uncached_input_tokens")
-    cache_read = _count(result, "cache_read_input_tokens")
+        raise BadField("model: null; export with group_by[]=model so each result names its model")
+    uncached = json_count(result, "uncached_input_tokens")
+    cache_read = json_count(result, "cache_read_input_tokens")
     creation = _object(result, "cache_creation")
-    five_minutes = _count(creation, "ephemeral_5m_input_tokens")
-    one_hour = _count(creation, "ephemeral_1h_input_tokens")
+    five_minutes = json_count(creation, "ephemeral_5m_input_tokens")
+    one_hour = json_count(creation, "ephemeral_1h_input_tokens")
     if not creation:  # older reports had one flat count of cache writes (five-minute)
-        five_minutes = _count(result, "cache_creation_input_tokens")
+        five_minutes = json_count(result, "cache_creation_input_tokens")
     tools = _object(result, "server_tool_use")
     return make_line(
         kind="anthropic-usage",
         provider="anthropic",
         start=start,
         end=end,
-        identity=[start.isoformat(), end.isoformat(), *(_text(result.get(g)) for g in _USAGE_GROUPS)],
+        identity=[start.isoformat(), end.isoformat(), *(json_text(result.get(g)) for g in _USAGE_GROUPS)],
         has_usage=True,
         model=model,
-        api_key_id=_text(result.get("api_key_id")),
-        workspace_id=_text(result.get("workspace_id")),
-        service_tier=_text(result.get("service_tier")),
+        api_key_id=json_text(result.get("api_key_id")),
+        workspace_id=json_text(result.get("workspace_id")),
+        service_tier=json_text(result.get("service_tier")),
         input_tokens=uncached + cache_read + five_minutes + one_hour,
         cache_read_tokens=cache_read,
         cache_write_tokens=five_minutes + one_hour,
         cache_write_1h_tokens=one_hour,
-        output_tokens=_count(result, "output_tokens"),
-        web_search_requests=_count(tools, "web_search_requests"),
+        output_tokens=json_count(result, "output_tokens"),
+        web_search_requests=json_count(tools, "web_search_requests"),
     )
 
 
 def _cost_line(result: Any, start: datetime, end: datetime) -> dict[str, Any]:
     if not isinstance(result, Mapping):
-        raise _Bad(f"expected a cost result object, got {type(result).__name__}")
+        raise BadField(f"expected a cost result object, got {type(result).__name__}")
     raw_amount = result.get("amount")
     if not isinstance(raw_amount, str | int):
-        raise _Bad(f"amount: expected a decimal string in cents, got {raw_amount}")
+        raise BadField(f"amount: expected a decimal string in cents, got {raw_amount}")
     amount = usd_amount(raw_amount, "amount", currency=result.get("currency"), scale=2)
-    description, cost_type = _text(result.get("description")), _text(result.get("cost_type"))
-    model, raw_type = _text(result.get("model")), _text(result.get("token_type"))
+    description, cost_type = json_text(result.get("description")), json_text(result.get("cost_type"))
+    model, raw_type = json_text(result.get("model")), json_text(result.get("token_type"))
     if description is None and cost_type is None:
-        raise _Bad("description: null; export with group_by[]=description so each amount names its model and tokens")
+        raise BadField(
+            "description: null; export with group_by[]=description so each amount names its model and tokens"
+        )
     if cost_type == "tokens" and model is None:
-        raise _Bad("model: null on a token cost; export with group_by[]=description")
+        raise BadField("model: null on a token cost; export with group_by[]=description")
     token_type = None
     if raw_type is not None:
         if raw_type not in _TOKEN_TYPES:
-            raise _Bad(f"token_type: {raw_type!r} is not a token type this importer knows")
+            raise BadField(f"token_type: {raw_type!r} is not a token type this importer knows")
         token_type = _TOKEN_TYPES[raw_type]
     return make_line(
         kind="anthropic-costs",
         provider="anthropic",
         start=start,
         end=end,
-        identity=[start.isoformat(), end.isoformat(), *(_text(result.get(g)) for g in _COST_GROUPS)],
+        identity=[start.isoformat(), end.isoformat(), *(json_text(result.get(g)) for g in _COST_GROUPS)],
         cost_usd=amount,
         amount_text=f"{raw_amount} {str(result.get('currency')).upper()} cents",
         model=model,
-        workspace_id=_text(result.get("workspace_id")),
-        service_tier=_text(result.get("service_tier")),
+        workspace_id=json_text(result.get("workspace_id")),
+        service_tier=json_text(result.get("service_tier")),
         token_type=token_type,
         description=description or cost_type,
     )

@@ -35,9 +35,7 @@ from typing import Any
 
 from fleetledger.core.errors import InvalidEvent, InvalidInput
 from fleetledger.core.usage import normalize_provider
-from fleetledger.ingest.importers.litellm_spend import _Bad as _ValueBad
-from fleetledger.ingest.importers.litellm_spend import _blank, _count, _text, _time
-from fleetledger.ingest.importers.openai_usage import _Bad
+from fleetledger.ingest.importers.fields import BadField, blank, cell_count, cell_text, cell_time
 from fleetledger.reconciliation.importers.provider_lines import make_line, usd_amount
 
 __all__ = ["read_invoice_csv"]
@@ -84,13 +82,15 @@ def _column(name: str) -> str:
 
 def _token_type(row: Mapping[str, str]) -> tuple[str | None, bool]:
     """(token type, one-hour cache write) from ``token_type``, else guessed from ``description``."""
-    raw = _text(row.get("token_type"))
+    raw = cell_text(row.get("token_type"))
     if raw is not None:
         key = "_".join(raw.lower().replace("-", " ").split())
         if key not in _TOKEN_TYPES:
-            raise _Bad(f"token_type: {raw!r} is not one of input, cached_input, cache_write, cache_write_1h, output")
+            raise BadField(
+                f"token_type: {raw!r} is not one of input, cached_input, cache_write, cache_write_1h, output"
+            )
         return _TOKEN_TYPES[key], key == "cache_write_1h"
-    words = (_text(row.get("description")) or "").lower()
+    words = (cell_text(row.get("description")) or "").lower()
     if "cache" in words and ("read" in words or "cached input" in words or "hit" in words):
         return "cache_read", False
     if "cache" in words and ("write" in words or "creation" in words):
@@ -103,27 +103,21 @@ def _token_type(row: Mapping[str, str]) -> tuple[str | None, bool]:
 
 
 def _row_line(row: Mapping[str, str], rank: Counter[tuple[Any, ...]]) -> dict[str, Any]:
-    try:
-        moment = _time(row.get("date"), "date")
-    except _ValueBad as exc:
-        raise _Bad(str(exc)) from None
+    moment = cell_time(row.get("date"), "date")
     if moment is None:
-        raise _Bad("date: missing")
+        raise BadField("date: missing")
     day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    provider = _text(row.get("provider"))
+    provider = cell_text(row.get("provider"))
     if provider is None:
-        raise _Bad("provider: missing")
+        raise BadField("provider: missing")
     provider = normalize_provider(provider)
-    amount = usd_amount(row.get("amount"), "amount", currency=_text(row.get("currency")) or "USD")
-    model = _text(row.get("model"))
+    amount = usd_amount(row.get("amount"), "amount", currency=cell_text(row.get("currency")) or "USD")
+    model = cell_text(row.get("model"))
     token_type, one_hour = _token_type(row)
-    try:
-        quantity = _count(row.get("quantity"), "quantity")
-    except _ValueBad as exc:
-        raise _Bad(str(exc)) from None
+    quantity = cell_count(row.get("quantity"), "quantity")
     if token_type is not None and model is None:
-        raise _Bad(f"model: missing on a {token_type} token line")
-    has_usage = token_type is not None and not _blank(row.get("quantity"))
+        raise BadField(f"model: missing on a {token_type} token line")
+    has_usage = token_type is not None and not blank(row.get("quantity"))
     counts: dict[str, int] = {}
     if has_usage:
         counts["input_tokens" if token_type != "output" else "output_tokens"] = quantity
@@ -132,8 +126,8 @@ def _row_line(row: Mapping[str, str], rank: Counter[tuple[Any, ...]]) -> dict[st
         elif token_type == "cache_write":
             counts["cache_write_tokens"] = quantity
             counts["cache_write_1h_tokens"] = quantity if one_hour else 0
-    project, api_key, workspace = (_text(row.get(name)) for name in ("project", "api_key", "workspace"))
-    description = _text(row.get("description"))
+    project, api_key, workspace = (cell_text(row.get(name)) for name in ("project", "api_key", "workspace"))
+    description = cell_text(row.get("description"))
     identity = (day.date().isoformat(), provider, model, project, api_key, workspace, token_type, one_hour, description)
     rank[identity] += 1
     return make_line(
@@ -143,7 +137,7 @@ def _row_line(row: Mapping[str, str], rank: Counter[tuple[Any, ...]]) -> dict[st
         end=day + timedelta(days=1),
         identity=[*identity, rank[identity]],
         cost_usd=amount,
-        amount_text=f"{_text(row.get('amount'))} {(_text(row.get('currency')) or 'USD').upper()}",
+        amount_text=f"{cell_text(row.get('amount'))} {(cell_text(row.get('currency')) or 'USD').upper()}",
         has_usage=has_usage,
         model=model,
         project_id=project,
@@ -205,5 +199,5 @@ def read_invoice_csv(source: str | Path | bytes) -> Iterator[tuple[str, dict[str
             continue
         try:
             yield location, _row_line(dict(zip(header, cells, strict=True)), rank)
-        except _Bad as exc:
+        except BadField as exc:
             yield location, InvalidEvent(str(exc), location=location)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetledger.core.errors import InvalidEvent
-from fleetledger.ingest.importers.openai_usage import _Bad, _text
+from fleetledger.ingest.importers.fields import BadField, json_text
 from fleetledger.reconciliation.importers.provider_lines import make_line, read_results, to_unix, usd_amount
 
 __all__ = ["read_openai_costs", "parse_line_item"]
@@ -62,18 +62,18 @@ def parse_line_item(line_item: str) -> tuple[str | None, str | None, str | None]
 
 def _cost_line(result: Any, start: datetime, end: datetime) -> dict[str, Any]:
     if not isinstance(result, Mapping):
-        raise _Bad(f"expected a costs result object, got {type(result).__name__}")
+        raise BadField(f"expected a costs result object, got {type(result).__name__}")
     kind = result.get("object")
     if kind is not None and kind != _COSTS:
-        raise _Bad(f"unsupported result {kind!r}: expected {_COSTS}")
+        raise BadField(f"unsupported result {kind!r}: expected {_COSTS}")
     amount = result.get("amount")
     if not isinstance(amount, Mapping):
-        raise _Bad("amount: missing; expected {'value': ..., 'currency': 'usd'}")
+        raise BadField("amount: missing; expected {'value': ..., 'currency': 'usd'}")
     value = usd_amount(amount.get("value"), "amount.value", currency=amount.get("currency"))
-    line_item = _text(result.get("line_item"))
+    line_item = json_text(result.get("line_item"))
     if line_item is None:
-        raise _Bad("line_item: null; export with group_by=line_item so each amount names its model and token type")
-    project = _text(result.get("project_id"))
+        raise BadField("line_item: null; export with group_by=line_item so each amount names its model and token type")
+    project = json_text(result.get("project_id"))
     model, token_type, tier = parse_line_item(line_item)
     return make_line(
         kind="openai-costs",

@@ -33,8 +33,8 @@ from typing import Any
 
 from fleetledger.core.errors import InvalidEvent, InvalidInput
 from fleetledger.core.usage import MAX_COST_USD
-from fleetledger.ingest.importers import openai_usage
-from fleetledger.ingest.importers.openai_usage import _Bad, _result_event, _unix
+from fleetledger.ingest.importers.fields import BadField, json_count, unix_seconds
+from fleetledger.ingest.importers.openai_usage import usage_result_event
 
 __all__ = [
     "KINDS",
@@ -77,7 +77,7 @@ def make_line(
 ) -> dict[str, Any]:
     """A complete line mapping: absent counts are 0, absent attribution None."""
     if end <= start:
-        raise _Bad(f"bucket ends ({end.isoformat()}) before it starts ({start.isoformat()})")
+        raise BadField(f"bucket ends ({end.isoformat()}) before it starts ({start.isoformat()})")
     line: dict[str, Any] = {
         "kind": kind,
         "provider": provider,
@@ -101,7 +101,7 @@ def make_line(
             raise TypeError(f"unknown provider line field {name}")
         line[name] = value
     if line["cache_read_tokens"] + line["cache_write_tokens"] > line["input_tokens"]:
-        raise _Bad(
+        raise BadField(
             f"cache reads + writes ({line['cache_read_tokens']} + {line['cache_write_tokens']}) exceed the input "
             f"tokens ({line['input_tokens']})"
         )
@@ -117,21 +117,21 @@ def usd_amount(value: Any, name: str, *, currency: Any = "usd", scale: int = 0) 
     """
     unit = str(currency or "").strip().upper()
     if unit != "USD":
-        raise _Bad(f"{name}: currency {currency!r} is not USD; the ledger is kept in USD, convert the line first")
+        raise BadField(f"{name}: currency {currency!r} is not USD; the ledger is kept in USD, convert the line first")
     if isinstance(value, bool) or value is None:
-        raise _Bad(f"{name}: expected an amount, got {value!r}")
+        raise BadField(f"{name}: expected an amount, got {value!r}")
     if isinstance(value, float):
         value = repr(value)
     try:
         amount = Decimal(value.strip() if isinstance(value, str) else value)
     except (InvalidOperation, TypeError, ValueError):
-        raise _Bad(f"{name}: {value!r} is not a decimal amount") from None
+        raise BadField(f"{name}: {value!r} is not a decimal amount") from None
     if not amount.is_finite():
-        raise _Bad(f"{name}: {value!r} is not a finite amount")
+        raise BadField(f"{name}: {value!r} is not a finite amount")
     amount = amount.scaleb(-scale) if scale else amount
     if abs(amount) > MAX_COST_USD:
         # beyond it the nanos overflow the 64-bit column (and Decimal's 28 digits): reject the line
-        raise _Bad(f"{name}: {value!r} is out of range (at most {MAX_COST_USD} USD either way on one line)")
+        raise BadField(f"{name}: {value!r} is out of range (at most {MAX_COST_USD} USD either way on one line)")
     return amount
 
 
@@ -169,7 +169,7 @@ def pages(decoded: Any, what: str) -> list[tuple[str, Mapping[str, Any]]]:
 
 def unix_times(bucket: Mapping[str, Any]) -> tuple[datetime, datetime]:
     """An OpenAI bucket's ``start_time`` and ``end_time`` (Unix seconds)."""
-    start, end = _unix(bucket, "start_time"), _unix(bucket, "end_time")
+    start, end = unix_seconds(bucket, "start_time"), unix_seconds(bucket, "end_time")
     return datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
 
 
@@ -196,14 +196,14 @@ def buckets(
             where = f"{name}{prefix}data[{b}]"
             try:
                 if not isinstance(bucket, Mapping):
-                    raise _Bad(f"expected a bucket object, got {type(bucket).__name__}")
+                    raise BadField(f"expected a bucket object, got {type(bucket).__name__}")
                 start, end = times(bucket)
                 results = bucket.get("results", bucket.get("result"))
                 if not isinstance(results, list):
-                    raise _Bad("bucket has no results list")
+                    raise BadField("bucket has no results list")
                 if now is not None and end > now:
-                    raise _Bad(f"bucket ending {end.isoformat()} is still open; import it after it closes")
-            except _Bad as exc:
+                    raise BadField(f"bucket ending {end.isoformat()} is still open; import it after it closes")
+            except BadField as exc:
                 yield where, InvalidEvent(str(exc), location=where)
                 continue
             yield where, (start, end, results)
@@ -219,7 +219,7 @@ def read_results(
     times: Callable[[Mapping[str, Any]], tuple[datetime, datetime]] = unix_times,
 ) -> Iterator[tuple[str, dict[str, Any] | InvalidEvent]]:
     """``(location, line | InvalidEvent)`` for every result of every bucket: ``parse(result, start, end)``
-    makes the line, a :class:`_Bad` it raises rejects that result alone. ``export`` and ``page`` name
+    makes the line, a :class:`BadField` it raises rejects that result alone. ``export`` and ``page`` name
     the format in errors ("not a JSON {export}", "not a {page} page")."""
     name, decoded = load_json(payload, export)
     for where, bucket in buckets(decoded, name, page, now=now, times=times):
@@ -231,13 +231,13 @@ def read_results(
             location = f"{where}.results[{r}]"
             try:
                 yield location, parse(result, start, end)
-            except _Bad as exc:
+            except BadField as exc:
                 yield location, InvalidEvent(str(exc), location=location)
 
 
 def _usage_line(result: Any, start: datetime, end: datetime) -> dict[str, Any]:
     """An OpenAI Usage API result read by the usage importer, kept as a provider line."""
-    event = _result_event(result, to_unix(start), to_unix(end))
+    event = usage_result_event(result, to_unix(start), to_unix(end))
     tags = event["tags"]
     return make_line(
         kind="openai-usage",
@@ -254,7 +254,7 @@ def _usage_line(result: Any, start: datetime, end: datetime) -> dict[str, Any]:
         cache_read_tokens=event.get("cache_read_tokens", 0),
         cache_write_tokens=event.get("cache_write_tokens", 0),
         output_tokens=event["output_tokens"],
-        requests=openai_usage._count(result, "num_model_requests"),
+        requests=json_count(result, "num_model_requests"),
     )
 
 
