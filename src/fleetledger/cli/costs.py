@@ -8,7 +8,8 @@ import sys
 import typer
 
 from fleetledger.cli._common import OutputFormat, console, emit, handle_errors, open_ledger
-from fleetledger.core.errors import InvalidInput
+from fleetledger.core import filters
+from fleetledger.core.filters import Where
 from fleetledger.core.money import convert, usd_to_nanos
 from fleetledger.core.time import parse_moment
 from fleetledger.pricing.quote import quote
@@ -25,16 +26,9 @@ _TABLE_COLUMNS = (
 )
 
 
-def parse_where(items: list[str]) -> dict[str, list[str | None]]:
-    """``key=value`` filters; a repeated key matches any of its values; ``key=`` means unattributed."""
-    where: dict[str, list[str | None]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInput(f"--where {item!r}: use key=value, e.g. environment=production")
-        for part in value.split(","):
-            where.setdefault(key.strip(), []).append(part.strip() or None)
-    return where
+def parse_where(items: list[str]) -> Where:
+    """``--where`` options in the one filter grammar (:mod:`fleetledger.core.filters`)."""
+    return filters.parse_where(items, what="--where")
 
 
 def register(app: typer.Typer) -> None:

@@ -14,56 +14,40 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fleetledger import __version__
-from fleetledger.access.keys import LOCAL_ADMIN, Principal, any_keys, authenticate
-from fleetledger.core.errors import FleetLedgerError, Forbidden, StorageUnavailable
+from fleetledger.access.keys import Principal, any_keys
+from fleetledger.core.errors import FleetLedgerError, StorageUnavailable
 from fleetledger.core.settings import Settings
+from fleetledger.core.version import VERSION
 from fleetledger.ledger.facade import Ledger
+from fleetledger.server.deps import principal
 from fleetledger.server.metrics import Metrics
+from fleetledger.server.routes import anomalies as api_anomalies
+from fleetledger.server.routes import charts as api_charts
+from fleetledger.server.routes import forecast as api_forecast
+from fleetledger.server.routes import gateway as api_gateway
+from fleetledger.server.routes import ingest as api_ingest
+from fleetledger.server.routes import insights as api_insights
+from fleetledger.server.routes import manage as api_manage
+from fleetledger.server.routes import read as api_read
+from fleetledger.server.routes import recommend as api_recommend
+from fleetledger.server.routes import reconcile as api_reconcile
+from fleetledger.server.routes import reports as api_reports
+from fleetledger.server.routes import stream
 
-__all__ = ["create_app", "principal", "ledger_of", "Unauthorized"]
+__all__ = ["create_app"]
 
 #: Largest request body accepted (10,000 events of ~1 KB fit comfortably).
 MAX_BODY_BYTES = 20 * 1024 * 1024
-
-
-class Unauthorized(FleetLedgerError):
-    code = "unauthorized"
-    http_status = 401
-
-
-def ledger_of(request: Request) -> Ledger:
-    return request.app.state.ledger  # type: ignore[no-any-return]
-
-
-def principal(request: Request) -> Principal:
-    """The caller, from its API key (or the local admin while no key exists on loopback)."""
-    state = request.app.state
-    header = request.headers.get("authorization", "")
-    presented = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
-    ledger: Ledger = state.ledger
-    if presented:
-        found = authenticate(ledger.store, presented, now=ledger.clock())
-        if found is None:
-            raise Unauthorized("unknown or revoked API key")
-        return found
-    now = time.monotonic()
-    if now - state.keys_checked_at > 2.0:
-        state.keys_exist = any_keys(ledger.store)
-        state.keys_checked_at = now
-    if not state.keys_exist and state.local_only:
-        return LOCAL_ADMIN
-    raise Unauthorized(
-        "an API key is required: Authorization: Bearer tl_... (create one with `fleetledger keys create`)"
-    )
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -107,7 +91,7 @@ def create_app(
     app = FastAPI(
         lifespan=lifespan,
         title="fleetledger",
-        version=__version__,
+        version=VERSION,
         description="Meter, price, attribute and budget the LLM spend of an agent fleet. Money is in decimal strings.",
     )
     app.state.ledger = ledger
@@ -160,19 +144,6 @@ def create_app(
         )
         return response
 
-    from fleetledger.server.routes import anomalies as api_anomalies
-    from fleetledger.server.routes import charts as api_charts
-    from fleetledger.server.routes import forecast as api_forecast
-    from fleetledger.server.routes import gateway as api_gateway
-    from fleetledger.server.routes import ingest as api_ingest
-    from fleetledger.server.routes import insights as api_insights
-    from fleetledger.server.routes import manage as api_manage
-    from fleetledger.server.routes import read as api_read
-    from fleetledger.server.routes import recommend as api_recommend
-    from fleetledger.server.routes import reconcile as api_reconcile
-    from fleetledger.server.routes import reports as api_reports
-    from fleetledger.server.routes import stream
-
     for module in (
         api_ingest,
         api_read,
@@ -189,11 +160,6 @@ def create_app(
     ):
         app.include_router(module.router)
 
-    from pathlib import Path
-
-    from fastapi.responses import FileResponse, RedirectResponse
-    from fastapi.staticfiles import StaticFiles
-
     dashboard = Path(__file__).with_name("dashboard")
     app.mount("/dashboard/static", StaticFiles(directory=dashboard), name="dashboard-static")
 
@@ -209,7 +175,7 @@ def create_app(
     def healthz() -> dict[str, Any]:
         """Liveness and database reachability (503 when the database is down)."""
         ledger.store.schema_revision()
-        return {"status": "ok", "version": __version__, "database": ledger.store.dialect}
+        return {"status": "ok", "version": VERSION, "database": ledger.store.dialect}
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     def metrics(who: Principal = Depends(principal)) -> Response:
@@ -219,9 +185,3 @@ def create_app(
         return Response(body, media_type=content_type)
 
     return app
-
-
-def forbid_unless(who: Principal, action: str) -> None:
-    """Shorthand used by the routes."""
-    if not who.can(action):
-        raise Forbidden(f"a {who.role} key may not {action.replace('.', ' ')}")

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from fleetledger.access.keys import Principal
-from fleetledger.analytics.anomalies import detect as service
-from fleetledger.server.app import ledger_of, principal
+from fleetledger.analytics import anomalies as service
 from fleetledger.server.audit import record_write
+from fleetledger.server.deps import RowId, ledger_of, principal, store_of
 
 router = APIRouter(tags=["insights"])
 
@@ -31,7 +31,7 @@ def list_anomalies(
 ) -> list[dict[str, Any]]:
     who.require("costs.read")
     departments = list(who.departments) if who.scoped else None
-    found = service.list_anomalies(ledger_of(request).store, status=status, departments=departments, limit=limit)
+    found = service.list_anomalies(store_of(request), status=status, departments=departments, limit=limit)
     return [a.to_dict() for a in found]
 
 
@@ -53,7 +53,7 @@ async def scan(
 
 @router.patch("/api/anomalies/{anomaly_id}")
 def review(
-    anomaly_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    anomaly_id: RowId,
     body: ReviewIn,
     request: Request,
     who: Principal = Depends(principal),

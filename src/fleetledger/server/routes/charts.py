@@ -9,19 +9,10 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fleetledger.access.keys import Principal
 from fleetledger.analytics import charts, matrix
 from fleetledger.analytics.recommendations.engine import model_quality
-from fleetledger.server.app import ledger_of, principal
 from fleetledger.server.audit import record_write
-from fleetledger.server.routes.read import _scoped, _where
-from fleetledger.storage.query import validate_keys
+from fleetledger.server.deps import ledger_of, principal, scoped_where
 
 router = APIRouter(tags=["charts"])
-
-
-def _filters(who: Principal, where: list[str]) -> dict[str, Any]:
-    """The caller's ``key=value`` filters, narrowed to its departments, with every key checked."""
-    filters = _scoped(who, _where(where))
-    validate_keys(list(filters), what="where")
-    return filters
 
 
 @router.get("/api/charts/{chart}")
@@ -38,7 +29,7 @@ def chart(
     """trend (stacked, with period-over-period change), providers, distribution, agents, sunburst,
     sankey, waterfall, models, provider-matrix. Every breakdown sums exactly to its total."""
     who.require("costs.read")
-    filters = _scoped(who, _where(where))
+    filters = scoped_where(who, where)
     return charts.chart_data(ledger_of(request), chart, since=since, until=until, where=filters, by=by, limit=limit)
 
 
@@ -56,7 +47,7 @@ def models_matrix(
 ) -> dict[str, Any]:
     """Model cost/quality matrix: cost per request and per 1K tokens, quality, volume, family, Pareto frontier."""
     who.require("costs.read")
-    filters = _filters(who, where)
+    filters = scoped_where(who, where)
     return matrix.model_matrix(ledger_of(request), since=since, until=until, where=filters, x=x)
 
 
@@ -71,7 +62,7 @@ def providers_matrix(
 ) -> dict[str, Any]:
     """Provider cost-performance matrix: cost per request vs p90 latency or quality, Pareto line, quadrants."""
     who.require("costs.read")
-    filters = _filters(who, where)
+    filters = scoped_where(who, where)
     return matrix.provider_matrix(ledger_of(request), since=since, until=until, where=filters, y=y)
 
 
@@ -143,7 +134,7 @@ def whatif_provider_shift(
 ) -> dict[str, Any]:
     """What if X% of the scope's traffic moved to provider B: its real token mix re-priced there, exactly."""
     who.require("costs.read")
-    filters = _filters(who, where)
+    filters = scoped_where(who, where)
     return matrix.provider_shift(
         ledger_of(request),
         to_provider=to_provider,

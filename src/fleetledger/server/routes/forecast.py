@@ -1,6 +1,6 @@
 """Forecast routes: daily spend ahead with intervals and scenarios, and budget runway.
 
-Department-scoped keys see only their departments, as for costs (see :mod:`.api_read`).
+Department-scoped keys see only their departments, as for costs (see :mod:`fleetledger.server.routes.read`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from sqlalchemy import func, select
 from fleetledger.access.keys import Principal
 from fleetledger.analytics.forecast import apply_scenario, budget_runway, forecast_many
 from fleetledger.core.errors import Forbidden, InvalidInput
-from fleetledger.server.app import ledger_of, principal
-from fleetledger.server.routes.read import _scoped
+from fleetledger.server.deps import BudgetKey, ledger_of, principal, scoped
 from fleetledger.storage.schema import events
 
 router = APIRouter(tags=["insights"])
@@ -70,7 +69,7 @@ def forecast(
     """Daily spend forecasts (80% and 95% intervals, backtested MAPE and coverage) under a scenario."""
     who.require("costs.read")
     where: dict[str, list[str | None]] = {"department": [department]} if department else {}
-    where = _scoped(who, where)
+    where = scoped(who, where)
     if agent:
         where["agent"] = [agent]
     single = bool(department or agent)
@@ -95,7 +94,7 @@ def forecast(
 
 
 @router.get("/api/budgets/{key}/runway", tags=["budgets"])
-def runway(key: str, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
+def runway(key: BudgetKey, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
     """A budget's projected end-of-period spend, overrun probability and depletion date."""
     who.require("costs.read")
     ledger = ledger_of(request)

@@ -5,15 +5,15 @@ Running gateways pick up a change within their refresh interval (about a second)
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from fleetledger.access.keys import Principal
 from fleetledger.gateway import policies as service
-from fleetledger.server.app import ledger_of, principal
 from fleetledger.server.audit import record_write
+from fleetledger.server.deps import MAX_ROW_ID, RowId, ledger_of, principal, store_of
 
 router = APIRouter(tags=["gateway"])
 
@@ -23,7 +23,7 @@ class PolicyIn(BaseModel):
     kind: str = Field(description=", ".join(service.KINDS))
     scope: dict[str, str] = Field(default_factory=dict, description="{} (fleet), {'department': ...} or {'agent': ...}")
     params: dict[str, Any] = Field(default_factory=dict, description="see docs/gateway.md, per kind")
-    recommendation_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    recommendation_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     note: str | None = Field(default=None, max_length=2000)
 
 
@@ -31,7 +31,7 @@ class PolicyIn(BaseModel):
 def list_policies(request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
     """Every gateway policy, enabled or not."""
     who.require("gateway.read")
-    return {"policies": [p.to_dict() for p in service.list_policies(ledger_of(request).store)]}
+    return {"policies": [p.to_dict() for p in service.list_policies(store_of(request))]}
 
 
 @router.post("/api/gateway/policies", status_code=201)
@@ -54,9 +54,7 @@ def create_policy(body: PolicyIn, request: Request, who: Principal = Depends(pri
 
 
 @router.delete("/api/gateway/policies/{policy_id}", status_code=204)
-def delete_policy(
-    policy_id: Annotated[int, Path(ge=1, le=2**63 - 1)], request: Request, who: Principal = Depends(principal)
-) -> Response:
+def delete_policy(policy_id: RowId, request: Request, who: Principal = Depends(principal)) -> Response:
     """Remove a policy; gateways stop applying it within their refresh interval."""
     who.require("gateway.write")
     ledger = ledger_of(request)

@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 from fleetledger.access.keys import Principal
 from fleetledger.core.errors import InvalidInput
 from fleetledger.core.usage import UsageEvent
-from fleetledger.server.app import ledger_of, principal
 from fleetledger.server.audit import record_write
+from fleetledger.server.deps import ledger_of, principal
 
 router = APIRouter(tags=["ingest"])
 

@@ -16,7 +16,7 @@ from fleetledger.access.keys import Principal
 from fleetledger.analytics import allocation, experiments, fitness
 from fleetledger.analytics import roi as roi_model
 from fleetledger.core.errors import InvalidInput
-from fleetledger.server.app import ledger_of, principal
+from fleetledger.server.deps import ledger_of, principal
 
 router = APIRouter(tags=["insights"])
 

@@ -7,9 +7,9 @@ calls the core, and is audited. Business rules stay in the core modules.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -18,12 +18,10 @@ from fleetledger.budgets.tables import audit_log
 from fleetledger.core.time import from_us, parse_moment, to_us
 from fleetledger.pricing.overrides import add_override, delete_override, load_overrides, override_to_dict
 from fleetledger.pricing.quote import quote
-from fleetledger.server.app import ledger_of, principal
 from fleetledger.server.audit import record_write
+from fleetledger.server.deps import BudgetKey, RowId, ledger_of, principal, store_of
 
 router = APIRouter()
-#: Row ids are 64-bit: larger numbers cannot name anything (and would overflow the database driver).
-RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 _Strict = ConfigDict(extra="forbid")
 
@@ -93,7 +91,7 @@ def create_budget(body: BudgetIn, request: Request, who: Principal = Depends(pri
 
 
 @router.get("/api/budgets/{key}", tags=["budgets"])
-def get_budget(key: str, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
+def get_budget(key: BudgetKey, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
     who.require("budgets.read")
     ledger = ledger_of(request)
     budget = ledger.budgets.get(key)
@@ -102,7 +100,9 @@ def get_budget(key: str, request: Request, who: Principal = Depends(principal)) 
 
 
 @router.patch("/api/budgets/{key}", tags=["budgets"])
-def adjust_budget(key: str, body: AdjustIn, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
+def adjust_budget(
+    key: BudgetKey, body: AdjustIn, request: Request, who: Principal = Depends(principal)
+) -> dict[str, Any]:
     """Change the amount mid-period (justification required; large increases go to approval)."""
     who.require("budgets.write")
     return ledger_of(request).budgets.adjust(
@@ -112,7 +112,7 @@ def adjust_budget(key: str, body: AdjustIn, request: Request, who: Principal = D
 
 @router.delete("/api/budgets/{key}", tags=["budgets"])
 def deactivate_budget(
-    key: str,
+    key: BudgetKey,
     request: Request,
     justification: str = Query(..., min_length=1, description="Why the budget is retired"),
     who: Principal = Depends(principal),
@@ -122,7 +122,7 @@ def deactivate_budget(
 
 
 @router.get("/api/budgets/{key}/history", tags=["budgets"])
-def budget_history(key: str, request: Request, who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+def budget_history(key: BudgetKey, request: Request, who: Principal = Depends(principal)) -> list[dict[str, Any]]:
     who.require("budgets.read")
     ledger = ledger_of(request)
     _visible(who, ledger.budgets.get(key))
@@ -130,7 +130,9 @@ def budget_history(key: str, request: Request, who: Principal = Depends(principa
 
 
 @router.post("/api/budgets/{key}/overage-requests", tags=["approvals"], status_code=201)
-def request_overage(key: str, body: OverageIn, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
+def request_overage(
+    key: BudgetKey, body: OverageIn, request: Request, who: Principal = Depends(principal)
+) -> dict[str, Any]:
     who.require("approvals.request")
     ledger = ledger_of(request)
     _visible(who, ledger.budgets.get(key))
@@ -288,7 +290,7 @@ class OverrideIn(BaseModel):
 @router.get("/api/pricing/overrides", tags=["pricing"])
 def list_overrides(request: Request, who: Principal = Depends(principal)) -> list[dict[str, Any]]:
     who.require("pricing.read")
-    return [override_to_dict(o) for o in load_overrides(ledger_of(request).store)]
+    return [override_to_dict(o) for o in load_overrides(store_of(request))]
 
 
 @router.post("/api/pricing/overrides", tags=["pricing"], status_code=201)
@@ -369,7 +371,7 @@ class KeyIn(BaseModel):
 @router.get("/api/keys", tags=["keys"])
 def keys(request: Request, who: Principal = Depends(principal)) -> list[dict[str, Any]]:
     who.require("keys.manage")
-    return list_keys(ledger_of(request).store)
+    return list_keys(store_of(request))
 
 
 @router.post("/api/keys", tags=["keys"], status_code=201)

@@ -18,37 +18,19 @@ from fastapi.responses import PlainTextResponse
 from fleetledger.access.keys import ACTIONS, Principal
 from fleetledger.core.errors import InvalidInput, NotFound
 from fleetledger.core.money import CURRENCY_DECIMALS
-from fleetledger.server.app import ledger_of, principal
+from fleetledger.server.deps import ledger_of, principal, scoped, scoped_where
 from fleetledger.storage.query import validate_keys
 
 router = APIRouter(tags=["costs"])
 
 
-def _where(items: list[str]) -> dict[str, list[str | None]]:
-    where: dict[str, list[str | None]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInput(f"where: {item!r} must be key=value, e.g. environment=production")
-        for part in value.split(","):
-            where.setdefault(key.strip(), []).append(part.strip() or None)
-    return where
-
-
-def _scoped(who: Principal, where: dict[str, list[str | None]]) -> dict[str, list[str | None]]:
-    departments = who.allowed_departments(where.get("department"))
-    if departments is not None:
-        where = {**where, "department": departments}
-    return where
-
-
 def cost_query(
-    request: Request, who: Principal, *, by: list[str], since: Any, until: Any, where: dict[str, list[str | None]]
+    request: Request, who: Principal, *, by: list[str], since: Any, until: Any, where: list[str]
 ) -> dict[str, Any]:
+    """The costs of ``where`` (``key=value`` items, see :mod:`fleetledger.core.filters`) grouped by ``by``."""
     who.require("costs.read")
     validate_keys(by, what="by")
-    validate_keys(list(where), what="where")
-    report = ledger_of(request).costs(by=by, since=since, until=until, where=_scoped(who, where))
+    report = ledger_of(request).costs(by=by, since=since, until=until, where=scoped_where(who, where))
     return report.to_dict()
 
 
@@ -63,7 +45,7 @@ def costs(
 ) -> dict[str, Any]:
     """Spend grouped by any dimensions over a range: the same query as `fleetledger costs`."""
     keys = [k.strip() for k in by.split(",") if k.strip()]
-    return cost_query(request, who, by=keys, since=since, until=until, where=_where(where))
+    return cost_query(request, who, by=keys, since=since, until=until, where=where)
 
 
 @router.get("/api/costs/request/{request_id}")
@@ -88,7 +70,7 @@ def cost_of_day(
     """Spend of one UTC day, grouped (default by department and model)."""
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     keys = [k.strip() for k in by.split(",") if k.strip()]
-    return cost_query(request, who, by=keys, since=start, until=start + timedelta(days=1), where=_where(where))
+    return cost_query(request, who, by=keys, since=start, until=start + timedelta(days=1), where=where)
 
 
 @router.get("/api/budget/status", tags=["budgets"])
@@ -152,7 +134,7 @@ def cost_report(
 ) -> Any:
     """A period's costs: totals, by department (chargeback by cost center), by model; CSV on request."""
     start, end = period_range(period)
-    where = _scoped(who, {})
+    where = scoped(who, {})
     who.require("costs.read")
     ledger = ledger_of(request)
     sections = {
@@ -247,7 +229,6 @@ def recent_requests(
 ) -> list[dict[str, Any]]:
     """The most recent requests matching the filters, with tokens, cost and trace context."""
     who.require("costs.read")
-    filters = _scoped(who, _where(where))
-    validate_keys(list(filters), what="where")
+    filters = scoped_where(who, where)
     ledger = ledger_of(request)
     return ledger.recent_events(since=since, until=until, where=filters, limit=limit)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 
 from fleetledger.access.keys import ACTIONS, Principal
-from fleetledger.analytics.recommendations import engine as service
+from fleetledger.analytics import recommendations as service
 from fleetledger.core.errors import Forbidden
-from fleetledger.server.app import ledger_of, principal
+from fleetledger.server.deps import RowId, ledger_of, principal
 
 router = APIRouter(tags=["insights"])
-RecId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def _require_manage(who: Principal) -> None:
@@ -46,7 +45,7 @@ def scan_recommendations(
 
 
 @router.get("/api/recommendations/{rec_id}")
-def get_recommendation(rec_id: RecId, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
+def get_recommendation(rec_id: RowId, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
     """One recommendation: costs, savings, effort, risk, quality impact, steps, rollback, realized savings."""
     who.require("costs.read")
     rec = service.get_recommendation(ledger_of(request), rec_id)
@@ -56,7 +55,7 @@ def get_recommendation(rec_id: RecId, request: Request, who: Principal = Depends
 
 
 @router.post("/api/recommendations/{rec_id}/realized")
-def measure_realized(rec_id: RecId, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
+def measure_realized(rec_id: RowId, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
     """Measure an implemented recommendation's saving on before/after windows and store it (409 if not implemented)."""
     _require_manage(who)
     return service.measure_realized(ledger_of(request), rec_id).to_dict()
@@ -64,7 +63,7 @@ def measure_realized(rec_id: RecId, request: Request, who: Principal = Depends(p
 
 @router.patch("/api/recommendations/{rec_id}")
 def update_recommendation(
-    rec_id: int,
+    rec_id: RowId,
     request: Request,
     status: str = Body(..., embed=True, description="in_review, approved, implemented or declined"),
     who: Principal = Depends(principal),

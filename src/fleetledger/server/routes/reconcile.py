@@ -16,8 +16,8 @@ from fleetledger.access.keys import Principal
 from fleetledger.core.errors import InvalidInput
 from fleetledger.reconciliation.compare import import_for_ledger, reconcile_ledger
 from fleetledger.reconciliation.importers.provider_lines import KINDS
-from fleetledger.server.app import ledger_of, principal
 from fleetledger.server.audit import record_write
+from fleetledger.server.deps import ledger_of, principal
 
 router = APIRouter(tags=["reconciliation"])
 

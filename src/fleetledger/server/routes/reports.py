@@ -21,8 +21,8 @@ from fleetledger.reports.schedules import (
     list_runs,
     list_schedules,
 )
-from fleetledger.server.app import ledger_of, principal
 from fleetledger.server.audit import record_write
+from fleetledger.server.deps import RowId, ledger_of, principal, store_of
 
 router = APIRouter(tags=["reports"])
 
@@ -78,7 +78,7 @@ class ScheduleIn(BaseModel):
 def schedules(request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
     """Recurring reports."""
     who.require("reports.schedule")
-    return {"schedules": [s.to_dict() for s in list_schedules(ledger_of(request).store)]}
+    return {"schedules": [s.to_dict() for s in list_schedules(store_of(request))]}
 
 
 @router.post("/api/reports/schedules", status_code=201)
@@ -103,16 +103,16 @@ def create_schedule(body: ScheduleIn, request: Request, who: Principal = Depends
 
 
 @router.get("/api/reports/schedules/{schedule_id}/runs")
-def schedule_runs(schedule_id: int, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
+def schedule_runs(schedule_id: RowId, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
     """The runs of a schedule: one per period, with its file and each channel's delivery."""
     who.require("reports.schedule")
-    store = ledger_of(request).store
+    store = store_of(request)
     get_schedule(store, schedule_id)
     return {"runs": list_runs(store, schedule_id)}
 
 
 @router.delete("/api/reports/schedules/{schedule_id}", status_code=204)
-def remove_schedule(schedule_id: int, request: Request, who: Principal = Depends(principal)) -> Response:
+def remove_schedule(schedule_id: RowId, request: Request, who: Principal = Depends(principal)) -> Response:
     """Delete a recurring report (files already written stay)."""
     who.require("reports.schedule")
     ledger = ledger_of(request)

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from fleetledger.access.keys import Principal
 from fleetledger.alerts.tables import alerts
 from fleetledger.core.bus import ALERT_FIRED, BUDGET_ADJUSTED, BUDGET_CRITICAL, BUDGET_EXCEEDED, BUDGET_WARNING
-from fleetledger.server.app import ledger_of, principal
+from fleetledger.server.deps import ledger_of, principal
 
 router = APIRouter(tags=["live"])
 TOPICS = (BUDGET_WARNING, BUDGET_CRITICAL, BUDGET_EXCEEDED, BUDGET_ADJUSTED, ALERT_FIRED)
