@@ -41,7 +41,7 @@ test: $(TEST_STAMP)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 		echo "chromium not installed: browser tests will be skipped (apt-get install -y chromium)"; }
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $${PYTEST_WORKERS:-$$(( $$(nproc) + 1 ))} --dist loadgroup --no-loadscope-reorder --durations=15
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench

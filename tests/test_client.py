@@ -100,14 +100,24 @@ class LiveServer:
 
 class Recording(httpx.HTTPTransport):
     """A real transport that keeps every ingest answer; ``lose`` drops that many answers after the
-    server has committed them (the client sees a broken connection and must resend)."""
+    server has committed them (the client sees a broken connection and must resend).
 
-    def __init__(self, lose: int = 0) -> None:
+    With ``held=True`` no request leaves until ``release()``: a test can read what a new client
+    loaded from its spool before the sender could have delivered any of it."""
+
+    def __init__(self, lose: int = 0, *, held: bool = False) -> None:
         super().__init__()
         self.answers: list[dict] = []
         self.lose = lose
+        self._gate = threading.Event()
+        if not held:
+            self._gate.set()
+
+    def release(self) -> None:
+        self._gate.set()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert self._gate.wait(60), "the test never released the transport"
         response = super().handle_request(request)
         response.read()
         if response.status_code == 200:
@@ -144,6 +154,14 @@ def journals(spool: Path) -> list[Path]:
     return sorted(spool.glob("journal-*.jsonl"))
 
 
+def wait_until(condition, what: str, timeout: float = 30) -> None:
+    """Wait for a condition the background sender makes true (a generous deadline, never a retry)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
 def test_500_events_reach_a_real_server_with_their_costs(server_ledger, clock, tmp_path):
     spool = tmp_path / "spool"
     with LiveServer(server_ledger) as server:
@@ -164,7 +182,7 @@ def test_500_events_reach_a_real_server_with_their_costs(server_ledger, clock, t
                 completion = json.loads((FIXTURES / "openai_chat_o4_mini_cached_reasoning.json").read_text())
                 recorded.append(client.record_response(completion, operation="plan"))
             assert len({r.event_id for r in recorded}) == 500
-            assert client.flush(15), client.last_error
+            assert client.flush(60), client.last_error
             assert client.pending == 0 and client.rejected == 0
         finally:
             client.close()
@@ -191,8 +209,12 @@ def _spool_then_replay(server: LiveServer, server_ledger: Ledger, clock, spool: 
     try:
         started = time.monotonic()
         recorded = [client.record(**EVENT) for _ in range(300)]
-        assert time.monotonic() - started < 2  # the unreachable server never blocks record()
+        # The unreachable server never blocks record(): waiting out the sender's backoff (>= 0.1 s
+        # per retry) would take 30 s or more for 300 events; a generous bound for a busy machine.
+        assert time.monotonic() - started < 15
+        # Nothing listens on the port, so nothing can be answered, however long we wait.
         assert not client.flush(0.3) and client.pending == 300
+        wait_until(lambda: client.last_error is not None, "a failed delivery attempt")
         assert "cannot reach" in client.last_error
     finally:
         client.close(timeout=0.2)
@@ -203,10 +225,12 @@ def _spool_then_replay(server: LiveServer, server_ledger: Ledger, clock, spool: 
     backup = journal.read_text()
 
     server.start()
-    transport = Recording()
+    transport = Recording(held=True)  # so the sender cannot deliver before we count what was loaded
     with HttpLedger(url, spool_dir=spool, clock=clock, transport=transport) as replayer:
         assert replayer.pending == 300
-        assert replayer.flush(15), replayer.last_error
+        transport.release()
+        assert replayer.flush(60), replayer.last_error
+        assert replayer.pending == 0
     assert transport.total("accepted") == 300
     assert server_ledger.store.count_events() == 300
     assert journals(spool) == []
@@ -215,9 +239,11 @@ def _spool_then_replay(server: LiveServer, server_ledger: Ledger, clock, spool: 
     server.start()
     # The same journal again, as if a process died after delivering it: 300 duplicates.
     (spool / "journal-1-deadbeef.jsonl").write_text(backup)
-    transport = Recording()
+    transport = Recording(held=True)
     with HttpLedger(url, spool_dir=spool, clock=clock, transport=transport) as again:
-        assert again.flush(15), again.last_error
+        assert again.pending == 300
+        transport.release()
+        assert again.flush(60), again.last_error
     assert transport.total("duplicate") == 300 and transport.total("accepted") == 0
     assert server_ledger.store.count_events() == 300
     assert journals(spool) == []
@@ -260,9 +286,12 @@ def _killed_then_replayed(server: LiveServer, clock, spool: Path) -> None:
         proc.stdout.close()
     assert len(journals(spool)) == 1
     server.start()
-    with HttpLedger(url, spool_dir=spool, clock=clock) as replayer:
+    transport = Recording(held=True)  # so the sender cannot deliver before we count what was loaded
+    with HttpLedger(url, spool_dir=spool, clock=clock, transport=transport) as replayer:
         assert replayer.pending == 200
-        assert replayer.flush(15), replayer.last_error
+        transport.release()
+        assert replayer.flush(60), replayer.last_error
+    assert transport.total("accepted") == 200
     with HttpLedger(url, spool_dir=spool, clock=clock) as again:  # nothing left to replay
         assert again.pending == 0
     assert journals(spool) == []
@@ -304,8 +333,10 @@ def _record_through_restarts(server: LiveServer, clock, spool: Path) -> tuple[in
             for _ in range(100):
                 client.record(**EVENT)
                 recorded += 1
+            # The sender must feel the outage (a batch of 50 is due at once) before the server is back.
+            wait_until(lambda: "cannot reach" in (client.last_error or ""), "a delivery attempt while down")
             server.start()
-        assert client.flush(20), client.last_error
+        assert client.flush(60), client.last_error
         assert client.pending == 0
     finally:
         client.close()
@@ -324,6 +355,9 @@ def test_refused_key_keeps_events_until_it_is_fixed(server_ledger, clock, tmp_pa
                 for _ in range(20):
                     bad.record(**EVENT)
                 assert not bad.flush(0.5)
+                wait_until(
+                    lambda: any("check the API key" in r.getMessage() for r in caplog.records), "the server's refusal"
+                )
             assert bad.pending == 20 and "401" in bad.last_error
             assert any("check the API key" in r.getMessage() for r in caplog.records)
         finally:
@@ -338,9 +372,11 @@ def test_refused_key_keeps_events_until_it_is_fixed(server_ledger, clock, tmp_pa
             for _ in range(10):
                 client.record(**EVENT)
             assert not client.flush(0.4) and client.pending == 30
+            wait_until(lambda: "401" in (client.last_error or ""), "the server's refusal of the revoked key")
+            assert client.pending == 30
             with server_ledger.store.write() as conn:
                 conn.execute(update(api_keys).where(api_keys.c.key_id == record["key_id"]).values(revoked=False))
-            assert client.flush(10), client.last_error
+            assert client.flush(60), client.last_error
             assert client.rejected == 0
         finally:
             client.close()
@@ -357,7 +393,7 @@ def test_items_the_server_rejects_go_to_rejected_jsonl(server_ledger, clock, tmp
     lines = [json.dumps({"event": e}) for e in (good, newer_sdk, negative)] + ['"not a record"']
     (spool / "journal-2-cafe0001.jsonl").write_text("\n".join(lines) + "\n")
     with LiveServer(server_ledger) as server, HttpLedger(server.start().url, spool_dir=spool, clock=clock) as client:
-        assert client.flush(10), client.last_error
+        assert client.flush(60), client.last_error
         assert client.rejected == 2
     rejected = [json.loads(line) for line in (spool / "rejected.jsonl").read_text().splitlines()]
     reasons = {r["event"]["event_id"] if isinstance(r["event"], dict) else r["event"]: r["reason"] for r in rejected}
@@ -401,7 +437,7 @@ def test_retry_after_too_large_and_partial_rejection_with_a_scripted_server(tmp_
         with client.attribute(department="ops"):
             for i in range(40):
                 client.record(**EVENT, agent="bad" if i == 7 else "good")
-        assert client.flush(10) and client.pending == 0
+        assert client.flush(60) and client.pending == 0
     finally:
         client.close()
     assert calls[1][0] - calls[0][0] >= 0.35  # Retry-After honoured

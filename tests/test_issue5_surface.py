@@ -21,6 +21,7 @@ from fleetledger.analytics import charts, experiments, forecast, matrix
 from fleetledger.analytics.recommendations import engine as recs
 from fleetledger.cli import app
 from fleetledger.server import create_app
+from support import record_all
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 SINCE = (NOW - timedelta(days=30)).date().isoformat()
@@ -32,32 +33,9 @@ def fleet(db_url, tmp_path) -> dict[str, Any]:
     """21 days of a small fleet (real clock: the CLI reads ``now``), a shared GPU bill, an experiment."""
     settings = Settings(database_url=db_url, spool_dir=tmp_path / "spool")
     with Ledger(settings=settings, background=False) as ledger:
-        for day in range(1, 22):
-            at = NOW - timedelta(days=day, hours=1)
-            for department, agent, model in (
-                ("research", "r-bot", "gpt-4o"),
-                ("sales", "s-bot", "gpt-4o-mini"),
-                ("support", "t-bot", "gpt-4o"),
-            ):
-                for n in range(3):
-                    ledger.record(
-                        provider="openai", model=model, department=department, cost_center=f"cc-{department}",
-                        agent=agent, operation="summarize", user="svc-nightly", input_tokens=4_000 + n,
-                        output_tokens=300, latency_ms=900 + 10 * n, prompt_hash=f"p{n % 2}",
-                        timestamp=at - timedelta(minutes=n),
-                    )  # fmt: skip
-            ledger.record(
-                provider="aws", model="gpu-a100-hour", department="platform", cost_center="cc-platform",
-                category="infrastructure", cost_usd="1.000000001", agent="infra", timestamp=at,
-            )  # fmt: skip
+        record_all(ledger, _fleet_traffic(), prefix="fleet")
         experiments.create(ledger, "exp-mini", control="gpt-4o", treatment="gpt-4o-mini")
-        for i in range(12):
-            for arm, cost in (("control", "0.0100"), ("treatment", "0.0070")):
-                ledger.record(
-                    provider="x", model="line", category="other", cost_usd=f"{Decimal(cost) + Decimal(i) / 10**5}",
-                    tags={"experiment": "exp-mini", "arm": arm, "quality": "0.9"}, latency_ms=100 + i,
-                    timestamp=NOW - timedelta(hours=2, minutes=i),
-                )  # fmt: skip
+        record_all(ledger, _experiment_lines(), prefix="exp")
         found = recs.scan(ledger, min_monthly_savings_usd="0")
         ledger.budgets.create(name="research-monthly", amount="100", scope={"department": "research"}, action="notify")
     return {
@@ -66,6 +44,37 @@ def fleet(db_url, tmp_path) -> dict[str, Any]:
         "recs": found,
         "settings": settings,
     }
+
+
+def _fleet_traffic():
+    for day in range(1, 22):
+        at = NOW - timedelta(days=day, hours=1)
+        for department, agent, model in (
+            ("research", "r-bot", "gpt-4o"),
+            ("sales", "s-bot", "gpt-4o-mini"),
+            ("support", "t-bot", "gpt-4o"),
+        ):
+            for n in range(3):
+                yield dict(
+                    provider="openai", model=model, department=department, cost_center=f"cc-{department}",
+                    agent=agent, operation="summarize", user="svc-nightly", input_tokens=4_000 + n,
+                    output_tokens=300, latency_ms=900 + 10 * n, prompt_hash=f"p{n % 2}",
+                    timestamp=at - timedelta(minutes=n),
+                )  # fmt: skip
+        yield dict(
+            provider="aws", model="gpu-a100-hour", department="platform", cost_center="cc-platform",
+            category="infrastructure", cost_usd="1.000000001", agent="infra", timestamp=at,
+        )  # fmt: skip
+
+
+def _experiment_lines():
+    for i in range(12):
+        for arm, cost in (("control", "0.0100"), ("treatment", "0.0070")):
+            yield dict(
+                provider="x", model="line", category="other", cost_usd=f"{Decimal(cost) + Decimal(i) / 10**5}",
+                tags={"experiment": "exp-mini", "arm": arm, "quality": "0.9"}, latency_ms=100 + i,
+                timestamp=NOW - timedelta(hours=2, minutes=i),
+            )  # fmt: skip
 
 
 def run(fleet: dict[str, Any], *args: str) -> str:

@@ -106,7 +106,7 @@ def test_subscribe_queue_forwards_from_other_threads():
         )
         worker.start()
         worker.join()
-        first = await asyncio.wait_for(queue.get(), 2)
+        first = await asyncio.wait_for(queue.get(), 30)
         unsubscribe()
         bus.publish(ALERT_FIRED, {"alert_id": 2})
         await asyncio.sleep(0.01)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -152,12 +153,13 @@ def test_worker_thread_delivers(engine, store, clock, http, receiver):
     engine.fire(rule=None, severity="critical", dedup_key="k", title="t2", message="m", channels=["hook"])
     worker.start()
     try:
-        for _ in range(200):
+        deadline = time.monotonic() + 60  # generous: the worker polls every 0.05 s
+        while True:
             with store.read() as conn:
                 pending = conn.execute(
                     select(func.count()).select_from(alert_outbox).where(alert_outbox.c.status != "delivered")
                 ).scalar()
-            if not pending:
+            if not pending or time.monotonic() > deadline:
                 break
             threading.Event().wait(0.02)
     finally:

@@ -76,7 +76,10 @@ def test_64_concurrent_reservations_from_8_processes(db_url, tmp_path):
     settings = Settings(database_url=db_url, spool_dir=tmp_path / "spool")
     with Ledger(settings=settings, background=False) as ledger:
         ledger.budgets.create(name="research", scope={"department": "research"}, amount="1.00", action="block")
-    context = multiprocessing.get_context("spawn")
+    # Eight fresh processes, each with its own ledger and connections. Forked from a server process
+    # that imported this module once, rather than spawned (eight more imports of everything).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
     start, out = context.Event(), context.Queue()
     procs = [
         context.Process(target=_process_worker, args=(db_url, str(tmp_path / f"spool{i}"), start, out))

@@ -24,5 +24,21 @@ def browser():
         instance = playwright.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
         )
-        yield instance
+        yield _Browser(instance)
         instance.close()
+
+
+class _Browser:
+    """The Playwright browser, whose pages wait up to 60 s (not 30) for what they expect: the
+    dashboard renders charts on a machine that may be running other suites."""
+
+    def __init__(self, browser) -> None:
+        self._browser = browser
+
+    def new_page(self, **options):
+        page = self._browser.new_page(**options)
+        page.set_default_timeout(60_000)
+        return page
+
+    def __getattr__(self, name: str):
+        return getattr(self._browser, name)

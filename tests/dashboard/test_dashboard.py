@@ -35,12 +35,17 @@ def site(tmp_path_factory):
     ledger.close()
 
 
-def open_page(browser, base, key, path="/dashboard/cost"):
+def open_page(browser, base, key, path="/dashboard/cost", *, wait_for_stream=False):
+    """``wait_for_stream``: return once the page's live stream is answered, i.e. subscribed."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.add_init_script(f"sessionStorage.setItem('fleetledger-key', {key!r})")
-    page.goto(base + path)
+    if wait_for_stream:
+        with page.expect_response(lambda r: r.url.endswith("/api/stream") and r.ok):
+            page.goto(base + path)
+    else:
+        page.goto(base + path)
     page.wait_for_function("document.body.dataset.loaded")
     return page, errors
 
@@ -115,7 +120,7 @@ def test_fleet_filters_drilldown_and_budgets(browser, site):
     assert page.locator("#dialog-error").inner_text() == ""
     card = page.locator('.card[data-budget="research-monthly"]')
     try:
-        card.wait_for(timeout=10_000)
+        card.wait_for(timeout=60_000)
     except Exception:
         raise AssertionError(page.locator("#budgets").inner_text()) from None
     assert "$5,000.00" in card.locator("[data-limit]").inner_text()
@@ -174,14 +179,15 @@ def test_fleet_filters_drilldown_and_budgets(browser, site):
 
 def test_live_alert_toast(browser, site):
     base, keys, ledger = site
-    page, errors = open_page(browser, base, keys["finops"])
+    # The bus does not replay: the warning reaches the page only if its stream subscribed first.
+    # The server subscribes before it answers /api/stream, so the answer's headers mean "subscribed".
+    page, errors = open_page(browser, base, keys["finops"], wait_for_stream=True)
     headers = {"Authorization": f"Bearer {keys['finops']}"}
     httpx.post(
         f"{base}/api/budgets",
         json={"name": "lab", "amount": "1", "scope": {"department": "lab"}, "action": "notify"},
         headers=headers,
     ).raise_for_status()
-    page.wait_for_timeout(500)
     event = {
         "provider": "openai",
         "model": "gpt-4o",
@@ -191,7 +197,7 @@ def test_live_alert_toast(browser, site):
     }
     httpx.post(f"{base}/api/v1/events", json=[event], headers=headers).raise_for_status()
     toast = page.locator(".toast", has_text="Budget lab: warning")
-    toast.wait_for(timeout=10_000)
+    toast.wait_for(timeout=60_000)
     assert "85.00%" in toast.inner_text()
     assert errors == []
     page.close()

@@ -104,6 +104,8 @@ def test_anomaly_markers_timeline_and_mark_expected(browser, site):
     page.mouse.click(point["x"], point["y"])
     detail = page.locator("#anomaly-detail")
     detail.wait_for(state="visible")
+    # the panel opens at once and fills in when the anomaly's details have been fetched
+    page.wait_for_selector("#anomaly-detail[data-anomaly]")
     assert detail.get_attribute("data-anomaly") == str(point["id"])
     assert "Root cause" in detail.inner_text() and "impact" in detail.inner_text()
     detail.locator('button[data-move="expected"]').click()

@@ -103,7 +103,7 @@ async def test_rest_routes_follow_the_contract(ledger):
         assert (await api.get("/api/gateway/policies")).json() == {"policies": []}
 
 
-def _wait_for(condition, timeout: float = 5.0) -> None:
+def _wait_for(condition, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"

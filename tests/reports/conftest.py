@@ -10,6 +10,7 @@ import pytest
 
 from alerts.conftest import Mailbox, Receiver, receiver, smtp_server  # noqa: F401  (real SMTP and HTTP receivers)
 from server.conftest import anyio_backend, api, auth, keys, server_ledger  # noqa: F401  (in-process API)
+from support import record_all
 
 EVENTS_PER_DAY = [
     # department, cost center, project, agent, provider, model, input, cache read, cache write, output, reasoning
@@ -21,11 +22,15 @@ EVENTS_PER_DAY = [
 
 
 def record_known_ledger(ledger, days: int = 10) -> None:
+    record_all(ledger, _known_events(days), prefix="known")
+
+
+def _known_events(days: int):
     start = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
     for day in range(days):
         for n, (dept, cc, project, agent, provider, model, inp, cr, cw, out, rs) in enumerate(EVENTS_PER_DAY):
             for repeat in range(1 + (day + n) % 3):
-                ledger.record(
+                yield dict(
                     timestamp=start + timedelta(days=day, minutes=7 * n + repeat),
                     department=dept,
                     cost_center=cc,
@@ -42,7 +47,7 @@ def record_known_ledger(ledger, days: int = 10) -> None:
                     tags={"team_lead": "ada"},
                 )
         # a shared infrastructure line item booked to the platform cost center every day
-        ledger.record(
+        yield dict(
             timestamp=start + timedelta(days=day, hours=3),
             department="platform",
             cost_center="CC-900",
@@ -52,7 +57,7 @@ def record_known_ledger(ledger, days: int = 10) -> None:
             cost_usd=Decimal("0.023456789"),
         )
     # outside the period: must not be counted
-    ledger.record(
+    yield dict(
         timestamp=datetime(2026, 11, 1, 0, 0, tzinfo=UTC),
         department="research",
         provider="openai",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import httpx
 
@@ -23,12 +22,15 @@ def test_real_server_ingest_query_and_live_stream(db_url, tmp_path):
             assert http.get("/healthz").json()["status"] == "ok"
             assert http.get("/openapi.json").json()["info"]["title"] == "fleetledger"
             frames: list[tuple[str, dict]] = []
+            subscribed = threading.Event()
 
             def listen() -> None:
-                with httpx.stream("GET", f"{base}/api/stream", params={"timeout_s": 5}, headers=headers) as stream:
+                with httpx.stream("GET", f"{base}/api/stream", params={"timeout_s": 60}, headers=headers) as stream:
                     topic = None
                     for line in stream.iter_lines():
-                        if line.startswith("event: "):
+                        if line == ": connected":  # sent once the stream has subscribed to the bus
+                            subscribed.set()
+                        elif line.startswith("event: "):
                             topic = line[7:]
                         elif line.startswith("data: ") and topic:
                             frames.append((topic, json.loads(line[6:])))
@@ -37,7 +39,7 @@ def test_real_server_ingest_query_and_live_stream(db_url, tmp_path):
 
             listener = threading.Thread(target=listen)
             listener.start()
-            time.sleep(0.5)
+            assert subscribed.wait(30), "the live stream did not connect"
             event = {
                 "provider": "openai",
                 "model": "gpt-4o",
@@ -47,7 +49,8 @@ def test_real_server_ingest_query_and_live_stream(db_url, tmp_path):
             }
             result = http.post("/api/v1/events", json=[event]).json()
             assert result["accepted"] == 1 and result["items"][0]["cost_usd"] == "0.850000000"
-            listener.join(10)
+            listener.join(60)
+            assert not listener.is_alive(), "no budget.warning frame arrived"
             assert ("budget.warning", frames[-1][1]) == frames[-1] and frames[-1][1]["percent_used"] == "85.00"
             rows = http.get("/api/costs", params={"by": "department", "since": "1d"}).json()["rows"]
             assert rows[0]["department"] == "lab" and rows[0]["cost_usd"] == "0.850000000"
