@@ -56,12 +56,12 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "fleetledger"
 
 
 def source_digest(*packages: str) -> str:
-    """A digest of every file of these ``fleetledger`` subpackages: a cached ledger built by them is
-    reused only while none of them changed."""
+    """A digest of the Python source of these ``fleetledger`` subpackages (not of caches that tools
+    leave beside it): a cached ledger built by them is reused only while none of them changed."""
     digest = hashlib.sha256()
     for package in packages:
-        for path in sorted((SRC / package).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
+        for path in sorted((SRC / package).rglob("*.py")):
+            if path.is_file() and not any(p.startswith((".", "__pycache__")) for p in path.relative_to(SRC).parts):
                 digest.update(str(path.relative_to(SRC)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
