@@ -49,7 +49,7 @@ from fleetledger.core.errors import InvalidEvent, InvalidInput
 from fleetledger.core.money import format_usd, nanos_to_usd, parse_usd, usd_to_nanos
 from fleetledger.core.settings import Settings
 from fleetledger.core.time import to_us
-from fleetledger.core.usage import UsageEvent, parse_event
+from fleetledger.core.usage import DIMENSIONS, UsageEvent, parse_event
 from fleetledger.ingest.responses import extract_usage
 from fleetledger.ledger.app import build
 from fleetledger.ledger.rows import Clock, PricedEvent, event_row, price_event
@@ -90,24 +90,9 @@ class IngestResult:
 _COST = EVENT_INDEX["cost_nanos"]
 _EVENT_ID = EVENT_INDEX["event_id"]
 _PROVIDER = EVENT_INDEX["provider"]
-_LINE_ITEM_DIMS = frozenset(
-    (
-        "provider",
-        "model",
-        "department",
-        "cost_center",
-        "project",
-        "team",
-        "user",
-        "agent",
-        "task",
-        "environment",
-        "version",
-        "operation",
-        "session_id",
-        "tags",
-    )
-)
+#: The attribution a reservation's line item keeps: every dimension but those that describe the
+#: call itself (a line item has its own tier, category and status), plus tags.
+_LINE_ITEM_DIMS = (frozenset(DIMENSIONS) - {"service_tier", "category", "status"}) | {"tags"}
 
 
 def _json_text(value: str | None) -> str:
