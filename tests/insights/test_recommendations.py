@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from fleetledger.analytics.recommendations import engine as service
+from fleetledger.analytics.recommendations import routing
 from fleetledger.core.errors import Conflict
 from fleetledger.core.money import usd_to_nanos
 from fleetledger.core.usage import parse_event
@@ -203,7 +204,7 @@ def test_provider_switch_does_not_fire_when_no_provider_is_cheaper(ledger, clock
 
 def test_provider_switch_matches_only_the_same_catalog_model(ledger):
     # gpt-4o is resold by Azure (OpenAI's catalog entry itself) and OpenRouter (openai/gpt-4o) ...
-    targets = dict(service._switch_targets(ledger, "openai", "gpt-4o"))
+    targets = dict(routing.switch_targets(ledger, "openai", "gpt-4o"))
     assert targets.get("azure") == "gpt-4o" and targets.get("openrouter") == "openai/gpt-4o"
     # ... never as gpt-4o-mini or a dated snapshot priced differently
     for other, ref in targets.items():
@@ -213,5 +214,5 @@ def test_provider_switch_matches_only_the_same_catalog_model(ledger):
     # different model): matching names through other providers' rules would pair them; ids do not.
     google = ledger.pricer.catalog_model("google", "claude-opus-4-1")
     assert not isinstance(google, str) and google[1].id == "claude-4-opus"
-    opus = dict(service._switch_targets(ledger, "anthropic", "claude-opus-4-1"))
+    opus = dict(routing.switch_targets(ledger, "anthropic", "claude-opus-4-1"))
     assert "google" not in opus and opus.get("azure") == "claude-opus-4-1"

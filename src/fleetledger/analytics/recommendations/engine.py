@@ -51,7 +51,7 @@ from fleetledger.analytics.recommendations.recommendation import KINDS, STATUSES
 from fleetledger.analytics.recommendations.recommendation import WINDOW as WINDOW
 from fleetledger.analytics.recommendations.routing import NOT_SWITCH_TARGETS as NOT_SWITCH_TARGETS
 from fleetledger.analytics.recommendations.routing import SWITCH_PROVIDERS as SWITCH_PROVIDERS
-from fleetledger.analytics.recommendations.routing import model_downgrades, provider_switches, switch_targets
+from fleetledger.analytics.recommendations.routing import model_downgrades, provider_switches
 from fleetledger.analytics.recommendations.serving import batch, caching
 from fleetledger.analytics.recommendations.tables import recommendations
 from fleetledger.analytics.recommendations.tokens import output_caps, prompt_trims
@@ -96,11 +96,6 @@ _DETECTORS: dict[str, Callable[[Ledger, list[Call]], list[Finding]]] = {
     "prompt_trim": prompt_trims,
     "output_cap": output_caps,
 }
-
-
-#: The name the provider-switch matching had before the split (tests/insights/test_recommendations.py
-#: calls it through this module); :func:`.routing.switch_targets` is its home.
-_switch_targets = switch_targets
 
 
 def _fingerprint(kind: str, scope: Mapping[str, Any]) -> str:
